@@ -1,0 +1,153 @@
+//! The command line: `woollama [serve]`, `woollama check-config`, and the
+//! commands reserved for the MCP surface and the bundled example servers.
+//!
+//! `--help` and `--version` are answered by clap before anything else runs:
+//! no config is read and no runtime directory is touched.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Env, Severity};
+use crate::serve;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "woollama",
+    version,
+    about = "A router between AI clients and AI backends: the OpenAI HTTP API in front, inference servers and MCP tool servers behind.",
+    after_help = "Config: $WOOLLAMA_CONFIG_DIR, else $XDG_CONFIG_HOME/woollama, else ~/.config/woollama \
+                  (mcp.json, recipes.toml, inferencers.toml; all optional).\n\
+                  Logs go to stderr; RUST_LOG filters them (e.g. RUST_LOG=debug)."
+)]
+pub struct Cli {
+    /// How log lines on stderr are written.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: OpenAI HTTP on loopback TCP and a Unix socket (the default).
+    Serve,
+    /// Validate mcp.json, recipes.toml and inferencers.toml; binds and connects nothing.
+    CheckConfig,
+    /// Serve MCP over stdio (not in this build yet).
+    Mcp,
+    /// Run a bundled example MCP server over stdio (not in this build yet).
+    ExampleServer {
+        /// `hello` or `textops`.
+        name: String,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = captured_env();
+    init_logging(cli.log_format, &env);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve_command(&env),
+        Command::CheckConfig => check_config(&env),
+        Command::Mcp => not_yet("woollama mcp", "the MCP stdio surface"),
+        Command::ExampleServer { name } => not_yet(
+            &format!("woollama example-server {name}"),
+            "the bundled example MCP servers",
+        ),
+    }
+}
+
+/// The process environment, plus `WOOLLAMA_EXE` (this binary's path, used by
+/// the bundled `mcp.json`) unless the user set it.
+fn captured_env() -> Env {
+    let env = Env::from_process();
+    if env.non_empty("WOOLLAMA_EXE").is_some() {
+        return env;
+    }
+    match std::env::current_exe() {
+        Ok(p) => env.with("WOOLLAMA_EXE", p.to_string_lossy()),
+        Err(_) => env,
+    }
+}
+
+fn init_logging(format: LogFormat, env: &Env) {
+    use tracing_subscriber::EnvFilter;
+    let filter = env
+        .non_empty("RUST_LOG")
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Err only if a subscriber is already set (embedding); keep theirs.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+fn not_yet(command: &str, what: &str) -> ExitCode {
+    eprintln!("{command}: {what} is not part of this build of woollama yet");
+    ExitCode::from(2)
+}
+
+fn check_config(env: &Env) -> ExitCode {
+    let loaded = config::load(env);
+    let report = config::check_report(&loaded);
+    print!("{}", report.stdout);
+    eprint!("{}", report.stderr);
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn serve_command(env: &Env) -> ExitCode {
+    let loaded = config::load(env);
+    if loaded.diagnostics.has_fatal() {
+        for d in loaded.diagnostics.of(Severity::Fatal) {
+            eprintln!("woollama: {d}");
+        }
+        eprintln!("refusing to start. Run `woollama check-config` to verify a fix.");
+        return ExitCode::from(1);
+    }
+    for d in loaded.diagnostics.iter() {
+        match d.severity {
+            Severity::Error => tracing::warn!("{d}"),
+            _ => tracing::info!("{d}"),
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("woollama: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(serve::run(Arc::new(loaded.config), env));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("woollama: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

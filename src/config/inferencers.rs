@@ -1,0 +1,585 @@
+//! `inferencers.toml` and the six built-in providers (contract §2.5, §3.1).
+//!
+//! The user file **overlays** the built-ins field by field (an inferencer
+//! registry is infrastructure you extend, not content you replace): a table
+//! named like a built-in changes only the fields it sets; any other name adds
+//! a provider, which then needs a `base_url`.
+//!
+//! Inherit rules, as existing configs rely on them: `base_url` inherits when
+//! absent or empty; `api_key_env` only when absent (an explicit `""` means no
+//! auth); `extra_body` when absent or an empty table; `models` when absent or
+//! empty; `discover` when absent.
+
+use std::collections::BTreeMap;
+
+use reqwest::Url;
+use serde_json::{Map, Value, json};
+
+use super::diagnostics::{Diagnostics, toml_kind, toml_to_json};
+use super::env::Env;
+use super::expand::{KeyPath, expand_toml};
+
+/// One OpenAI-compatible provider, validated and merged.
+#[derive(Debug, Clone)]
+pub struct InferencerSpec {
+    pub name: String,
+    /// The OpenAI-compatible base, without a trailing `/` and without
+    /// `/chat/completions` (e.g. `http://localhost:11434/v1`).
+    pub base_url: String,
+    /// The *name* of the variable holding the bearer key; `None` = no auth.
+    pub api_key_env: Option<String>,
+    /// Merged into each orchestration request (never into pass-through).
+    pub extra_body: Map<String, Value>,
+    /// Ids listed in `/v1/models` as `<name>/<id>`.
+    pub models: Vec<String>,
+    /// Query `<base_url>/models` for the list.
+    pub discover: bool,
+    /// Globs (`*`, `?`) filtering discovered ids; empty = all.
+    pub model_patterns: Vec<String>,
+    /// Capability → globs of model ids declared to have it.
+    pub capabilities: BTreeMap<String, Vec<String>>,
+    pub builtin: bool,
+}
+
+impl InferencerSpec {
+    /// The capabilities declared for `model` (globs that match), sorted.
+    pub fn declared_capabilities(&self, model: &str) -> Vec<&str> {
+        self.capabilities
+            .iter()
+            .filter(|(_, globs)| globs.iter().any(|g| glob_match(g, model)))
+            .map(|(cap, _)| cap.as_str())
+            .collect()
+    }
+
+    /// Whether a discovered id passes `model_patterns`.
+    pub fn admits(&self, id: &str) -> bool {
+        self.model_patterns.is_empty() || self.model_patterns.iter().any(|g| glob_match(g, id))
+    }
+}
+
+/// fnmatch-style matching with `*` (any run) and `?` (one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Names the router itself owns; no inferencer may take them.
+pub const RESERVED: &[&str] = &["woollama", "claude-code", "claude-agent"];
+
+/// The Ollama `/v1` base from `WOOLLAMA_OLLAMA_URL`: a trailing `/` or `/v1`
+/// is stripped and `/v1` appended.
+pub fn ollama_base(env: &Env) -> String {
+    let raw = env
+        .non_empty("WOOLLAMA_OLLAMA_URL")
+        .unwrap_or("http://localhost:11434");
+    let trimmed = raw.trim().trim_end_matches('/');
+    let root = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
+    format!("{root}/v1")
+}
+
+/// The six built-in providers.
+pub fn builtins(env: &Env) -> BTreeMap<String, InferencerSpec> {
+    let t0 = || json!({"temperature": 0});
+    let cloud = |name: &str, base: &str, key: &str, extra: Value, discover: bool| InferencerSpec {
+        name: name.to_string(),
+        base_url: base.to_string(),
+        api_key_env: (!key.is_empty()).then(|| key.to_string()),
+        extra_body: match extra {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        models: Vec::new(),
+        discover,
+        model_patterns: Vec::new(),
+        capabilities: BTreeMap::new(),
+        builtin: true,
+    };
+    [
+        cloud(
+            "ollama",
+            &ollama_base(env),
+            "",
+            json!({"options": {"temperature": 0}}),
+            true,
+        ),
+        cloud(
+            "anthropic",
+            "https://api.anthropic.com/v1",
+            "ANTHROPIC_API_KEY",
+            json!({"temperature": 0, "max_tokens": 4096}),
+            false,
+        ),
+        cloud(
+            "openai",
+            "https://api.openai.com/v1",
+            "OPENAI_API_KEY",
+            t0(),
+            false,
+        ),
+        cloud(
+            "groq",
+            "https://api.groq.com/openai/v1",
+            "GROQ_API_KEY",
+            t0(),
+            false,
+        ),
+        cloud(
+            "together",
+            "https://api.together.ai/v1",
+            "TOGETHER_API_KEY",
+            t0(),
+            false,
+        ),
+        cloud(
+            "openrouter",
+            "https://openrouter.ai/api/v1",
+            "OPENROUTER_API_KEY",
+            t0(),
+            false,
+        ),
+    ]
+    .into_iter()
+    .map(|s| (s.name.clone(), s))
+    .collect()
+}
+
+const POOLING_KEYS: &[&str] = &[
+    "management_url",
+    "management_protocol",
+    "parallel",
+    "pool_max",
+    "queue_max",
+    "queue_timeout",
+    "virtual",
+];
+
+fn is_env_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch == '_' || ch.is_ascii_alphabetic())
+        && c.all(|ch| ch == '_' || ch.is_ascii_alphanumeric())
+}
+
+/// Parses `inferencers.toml` text (if any) and overlays it on the built-ins.
+pub fn load(
+    text: Option<&str>,
+    file: &str,
+    env: &Env,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, InferencerSpec> {
+    let mut registry = builtins(env);
+    let Some(text) = text else { return registry };
+    let root = KeyPath::root();
+    let mut doc: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.fatal(
+                file,
+                &root,
+                format!("not valid TOML: {}", e.to_string().trim_end()),
+            );
+            return registry;
+        }
+    };
+    if diags.fatal_all(file, expand_toml(&mut doc, env)) {
+        return registry;
+    }
+    for (key, value) in &doc {
+        let path = root.key(key);
+        match key.as_str() {
+            "inferencers" => {
+                let toml::Value::Table(entries) = value else {
+                    diags.fatal(
+                        file,
+                        &path,
+                        format!(
+                            "expected tables like [inferencers.<name>], found {}",
+                            toml_kind(value)
+                        ),
+                    );
+                    continue;
+                };
+                for (name, entry) in entries {
+                    if name.starts_with('_') {
+                        continue;
+                    }
+                    overlay(&mut registry, name, entry, file, &path.key(name), diags);
+                }
+            }
+            "management_protocols" => diags.warn(
+                file,
+                &path,
+                "model pooling is not supported by this version of woollama; ignored",
+            ),
+            k if k.starts_with('_') => {}
+            _ => diags.warn(
+                file,
+                &path,
+                "unknown key, ignored (providers are [inferencers.<name>] tables)",
+            ),
+        }
+    }
+    registry
+}
+
+fn overlay(
+    registry: &mut BTreeMap<String, InferencerSpec>,
+    name: &str,
+    entry: &toml::Value,
+    file: &str,
+    path: &KeyPath,
+    diags: &mut Diagnostics,
+) {
+    let toml::Value::Table(t) = entry else {
+        diags.fatal(
+            file,
+            path,
+            format!(
+                "expected a table of provider settings, found {}",
+                toml_kind(entry)
+            ),
+        );
+        return;
+    };
+    if RESERVED.contains(&name) || name.contains('/') || name.is_empty() {
+        diags.error(
+            file,
+            path,
+            format!(
+                "'{name}' cannot name an inferencer (the names {} are the router's own, and a name cannot contain '/'); entry skipped",
+                RESERVED.join(", ")
+            ),
+        );
+        return;
+    }
+    let mut spec = match registry.get(name) {
+        Some(existing) => existing.clone(),
+        None => {
+            let base = t
+                .get("base_url")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("");
+            if base.trim().is_empty() {
+                diags.fatal(
+                    file,
+                    path,
+                    format!(
+                        "inferencer '{name}' has no base_url and is not a known built-in to extend — add base_url in inferencers.toml (for example base_url = \"http://127.0.0.1:8000/v1\")"
+                    ),
+                );
+                return;
+            }
+            InferencerSpec {
+                name: name.to_string(),
+                base_url: String::new(),
+                api_key_env: None,
+                extra_body: Map::new(),
+                models: Vec::new(),
+                discover: false,
+                model_patterns: Vec::new(),
+                capabilities: BTreeMap::new(),
+                builtin: false,
+            }
+        }
+    };
+
+    let wrong = |diags: &mut Diagnostics, key: &str, expected: &str, found: &toml::Value| {
+        diags.error(
+            file,
+            &path.key(key),
+            format!(
+                "expected {expected}, found {}; the setting is ignored",
+                toml_kind(found)
+            ),
+        );
+    };
+    for (key, value) in t {
+        let kpath = path.key(key);
+        match (key.as_str(), value) {
+            ("base_url", toml::Value::String(s)) => {
+                let s = s.trim();
+                if s.is_empty() {
+                    continue;
+                }
+                match Url::parse(s) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                        let trimmed = s.trim_end_matches('/');
+                        if trimmed.ends_with("/chat/completions") {
+                            diags.fatal(
+                                file,
+                                &kpath,
+                                "base_url is the API base, without /chat/completions (for example http://127.0.0.1:8000/v1)",
+                            );
+                        }
+                        spec.base_url = trimmed.to_string();
+                    }
+                    _ => diags.fatal(
+                        file,
+                        &kpath,
+                        "not an http:// or https:// URL (for example base_url = \"http://127.0.0.1:8000/v1\")",
+                    ),
+                }
+            }
+            ("base_url", other) => diags.fatal(
+                file,
+                &kpath,
+                format!("expected a URL string, found {}", toml_kind(other)),
+            ),
+            ("api_key_env", toml::Value::String(s)) => {
+                if s.is_empty() {
+                    spec.api_key_env = None;
+                } else if is_env_name(s) {
+                    spec.api_key_env = Some(s.clone());
+                } else {
+                    // Never echo it: people paste the key itself here.
+                    diags.error(
+                        file,
+                        &kpath,
+                        "must be the *name* of an environment variable (like OPENAI_API_KEY), not the key itself; the setting is ignored",
+                    );
+                }
+            }
+            ("api_key_env", other) => wrong(diags, key, "a variable name", other),
+            ("extra_body", toml::Value::Table(b)) => {
+                if !b.is_empty() {
+                    spec.extra_body = b
+                        .iter()
+                        .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                        .collect();
+                }
+            }
+            ("extra_body", other) => wrong(diags, key, "a table", other),
+            ("models" | "model_patterns", toml::Value::Array(items)) => {
+                let mut list = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(s) => list.push(s.to_string()),
+                        None => diags.error(
+                            file,
+                            &kpath.index(i),
+                            format!("expected a string, found {}; ignored", toml_kind(item)),
+                        ),
+                    }
+                }
+                if key == "models" {
+                    if !list.is_empty() {
+                        spec.models = list;
+                    }
+                } else {
+                    spec.model_patterns = list;
+                }
+            }
+            ("models" | "model_patterns", other) => wrong(diags, key, "an array of strings", other),
+            ("discover", toml::Value::Boolean(b)) => spec.discover = *b,
+            ("discover", other) => wrong(diags, key, "true or false", other),
+            ("capabilities", toml::Value::Table(caps)) => {
+                let mut out = BTreeMap::new();
+                for (cap, globs) in caps {
+                    let Some(list) = globs.as_array() else {
+                        diags.fatal(
+                            file,
+                            &kpath.key(cap),
+                            format!(
+                                "expected an array of model globs like [\"*embed*\"], found {}",
+                                toml_kind(globs)
+                            ),
+                        );
+                        continue;
+                    };
+                    out.insert(
+                        cap.clone(),
+                        list.iter()
+                            .filter_map(|g| g.as_str().map(str::to_string))
+                            .collect(),
+                    );
+                }
+                spec.capabilities = out;
+            }
+            ("capabilities", other) => diags.fatal(
+                file,
+                &kpath,
+                format!(
+                    "expected a table of capability → globs, found {}",
+                    toml_kind(other)
+                ),
+            ),
+            (k, _) if POOLING_KEYS.contains(&k) => diags.warn(
+                file,
+                &kpath,
+                "model pooling is not supported by this version of woollama; ignored",
+            ),
+            (k, _) if k.starts_with('_') => {}
+            _ => diags.warn(file, &kpath, "unknown inferencer key, ignored"),
+        }
+    }
+    if !spec.base_url.is_empty() {
+        registry.insert(name.to_string(), spec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diagnostics::Severity;
+
+    fn load_with(text: &str, env: &Env) -> (BTreeMap<String, InferencerSpec>, Diagnostics) {
+        let mut d = Diagnostics::default();
+        let r = load(Some(text), "inferencers.toml", env, &mut d);
+        (r, d)
+    }
+
+    #[test]
+    fn builtins_match_the_contract() {
+        let b = builtins(&Env::default());
+        assert_eq!(
+            b.keys().collect::<Vec<_>>(),
+            vec![
+                "anthropic",
+                "groq",
+                "ollama",
+                "openai",
+                "openrouter",
+                "together"
+            ]
+        );
+        assert_eq!(b["ollama"].base_url, "http://localhost:11434/v1");
+        assert!(b["ollama"].discover && b["ollama"].api_key_env.is_none());
+        assert_eq!(b["groq"].base_url, "https://api.groq.com/openai/v1");
+        assert_eq!(b["anthropic"].extra_body["max_tokens"], 4096);
+        assert_eq!(
+            b["openrouter"].api_key_env.as_deref(),
+            Some("OPENROUTER_API_KEY")
+        );
+    }
+
+    #[test]
+    fn ollama_url_is_normalised() {
+        for (raw, want) in [
+            ("http://gpu:11434", "http://gpu:11434/v1"),
+            ("http://gpu:11434/", "http://gpu:11434/v1"),
+            ("http://gpu:11434/v1", "http://gpu:11434/v1"),
+            ("http://gpu:11434/v1/", "http://gpu:11434/v1"),
+        ] {
+            assert_eq!(
+                ollama_base(&Env::from_pairs([("WOOLLAMA_OLLAMA_URL", raw)])),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn overlay_changes_only_what_it_sets() {
+        let (r, d) = load_with(
+            r#"
+[inferencers.openai]
+base_url = "http://127.0.0.1:9/v1/"
+[inferencers.groq]
+api_key_env = ""
+[inferencers.vllm]
+base_url = "http://${HOST:-gpu}:8000/v1"
+models = ["qwen"]
+"#,
+            &Env::default(),
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(r["openai"].base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(r["openai"].api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        assert_eq!(r["openai"].extra_body["temperature"], 0);
+        assert_eq!(r["groq"].api_key_env, None);
+        assert_eq!(r["vllm"].base_url, "http://gpu:8000/v1");
+        assert!(!r["vllm"].builtin && !r["vllm"].discover);
+        assert_eq!(r.len(), 7);
+    }
+
+    #[test]
+    fn a_new_provider_without_base_url_is_fatal() {
+        let (r, d) = load_with("[inferencers.vllm]\nmodels = [\"x\"]\n", &Env::default());
+        assert!(!r.contains_key("vllm"));
+        let fatal: Vec<String> = d.of(Severity::Fatal).map(ToString::to_string).collect();
+        assert_eq!(fatal.len(), 1);
+        assert!(
+            fatal[0].contains("inferencer 'vllm' has no base_url"),
+            "{}",
+            fatal[0]
+        );
+    }
+
+    #[test]
+    fn fatal_shapes() {
+        let env = Env::default();
+        assert!(
+            load_with("[inferencers.x]\nbase_url = \"${NOPE}\"\n", &env)
+                .1
+                .has_fatal()
+        );
+        assert!(load_with("inferencers = 3\n", &env).1.has_fatal());
+        assert!(load_with("[inferencers]\nx = 3\n", &env).1.has_fatal());
+        assert!(
+            load_with(
+                "[inferencers.ollama.capabilities]\nembedding = \"*\"\n",
+                &env
+            )
+            .1
+            .has_fatal()
+        );
+        assert!(load_with("not toml [", &env).1.has_fatal());
+    }
+
+    #[test]
+    fn a_pasted_key_is_refused_without_echoing_it() {
+        let (r, d) = load_with(
+            "[inferencers.openai]\napi_key_env = \"sk-proj-abc123\"\n",
+            &Env::default(),
+        );
+        assert_eq!(r["openai"].api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        let all: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(all.len(), 1);
+        assert!(!all[0].contains("sk-proj"), "{}", all[0]);
+    }
+
+    #[test]
+    fn globs_and_capabilities() {
+        assert!(glob_match("*embed*", "nomic-embed-text"));
+        assert!(glob_match("qwen?:*", "qwen3:14b"));
+        assert!(!glob_match("qwen?:*", "qwen:14b"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a", "ab"));
+        let (r, _) = load_with(
+            "[inferencers.ollama]\nmodel_patterns = [\"qwen*\"]\n[inferencers.ollama.capabilities]\nembedding = [\"*embed*\"]\n",
+            &Env::default(),
+        );
+        assert_eq!(
+            r["ollama"].declared_capabilities("nomic-embed"),
+            vec!["embedding"]
+        );
+        assert!(r["ollama"].declared_capabilities("qwen3").is_empty());
+        assert!(r["ollama"].admits("qwen3") && !r["ollama"].admits("llama3"));
+    }
+
+    #[test]
+    fn reserved_names_are_refused() {
+        let (r, d) = load_with(
+            "[inferencers.claude-code]\nbase_url = \"http://x/v1\"\n",
+            &Env::default(),
+        );
+        assert!(!r.contains_key("claude-code"));
+        assert_eq!(d.problems(), 1);
+    }
+}

@@ -1,0 +1,258 @@
+//! Settings that come from environment variables rather than files: where to
+//! listen, the surface token, and the timeouts a user may tune (contract
+//! §1.2). A malformed value is fatal and named, never silently replaced by a
+//! default.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::diagnostics::Diagnostics;
+use super::env::{Env, Secret};
+use super::expand::KeyPath;
+
+/// Where the TCP listener binds (`WOOLLAMA_ADDRESS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindTarget {
+    pub host: BindHost,
+    /// 0 means a random free port.
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindHost {
+    Ip(IpAddr),
+    /// A hostname, resolved at bind time.
+    Name(String),
+}
+
+impl BindTarget {
+    /// Whether binding here keeps the surface on this machine. Hostnames
+    /// other than `localhost` are never assumed local.
+    pub fn is_loopback(&self) -> bool {
+        match &self.host {
+            BindHost::Ip(ip) => ip.is_loopback(),
+            BindHost::Name(n) => n.eq_ignore_ascii_case("localhost"),
+        }
+    }
+}
+
+impl fmt::Display for BindTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            BindHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            BindHost::Ip(ip) => write!(f, "{ip}:{}", self.port),
+            BindHost::Name(n) => write!(f, "{n}:{}", self.port),
+        }
+    }
+}
+
+/// Parses `WOOLLAMA_ADDRESS`: `host:port`, `[v6]:port`, `[v6]`, a bare IPv4
+/// or IPv6 address or hostname (random port), or `:port` (loopback).
+pub fn parse_address(raw: &str) -> Result<BindTarget, String> {
+    let raw = raw.trim();
+    let port_of = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("port {p:?} is not a number from 0 to 65535"))
+    };
+    if raw.is_empty() {
+        return Err("it is empty; unset it or write host:port".into());
+    }
+    if let Some(rest) = raw.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address opened with `[` needs a closing `]`")?;
+        let ip: IpAddr = host
+            .parse()
+            .map_err(|_| format!("{host:?} is not an IPv6 address"))?;
+        let port = match after {
+            "" => 0,
+            p => port_of(p.strip_prefix(':').ok_or("expected `:port` after `]`")?)?,
+        };
+        return Ok(BindTarget {
+            host: BindHost::Ip(ip),
+            port,
+        });
+    }
+    if let Ok(ip) = raw.parse::<IpAddr>() {
+        return Ok(BindTarget {
+            host: BindHost::Ip(ip),
+            port: 0,
+        });
+    }
+    let (host, port) = match raw.rsplit_once(':') {
+        Some((h, p)) => (h, port_of(p)?),
+        None => (raw, 0),
+    };
+    let host = if host.is_empty() {
+        BindHost::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    } else if let Ok(ip) = host.parse::<IpAddr>() {
+        BindHost::Ip(ip)
+    } else if host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        BindHost::Name(host.to_string())
+    } else {
+        return Err(format!("{host:?} is not a host name or IP address"));
+    };
+    Ok(BindTarget { host, port })
+}
+
+/// Everything read from the environment besides `${VAR}` references.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub address: BindTarget,
+    /// Whether `WOOLLAMA_ADDRESS` was set (it is then shown in Host checks).
+    pub address_explicit: bool,
+    /// `WOOLLAMA_TOKEN`; unset or empty means none.
+    pub token: Option<Secret>,
+    /// `$XDG_RUNTIME_DIR`, else `/tmp`: the socket and the address file.
+    pub runtime_dir: PathBuf,
+    /// How long `/v1/models` waits for a discovering provider.
+    pub discovery_timeout: Duration,
+    /// How long shutdown waits for in-flight requests and streams.
+    pub shutdown_grace: Duration,
+    pub mcp_connect_timeout: Duration,
+    pub mcp_call_timeout: Duration,
+    /// Backoff ceiling; zero disables reconnecting.
+    pub mcp_retry_max: Duration,
+    /// Federation nesting cap; zero disables it.
+    pub mcp_max_nesting: u32,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env, diags: &mut Diagnostics) -> Self {
+        const FILE: &str = "environment";
+        let mut secs = |name: &str, default: f64| -> Duration {
+            match env.non_empty(name) {
+                None => Duration::from_secs_f64(default),
+                Some(v) => match v.trim().parse::<f64>() {
+                    Ok(s) if s.is_finite() && (0.0..=86_400.0 * 365.0).contains(&s) => {
+                        Duration::from_secs_f64(s)
+                    }
+                    _ => {
+                        diags.fatal(
+                            FILE,
+                            &KeyPath::root().key(name),
+                            format!("{v:?} is not a number of seconds (for example {default})"),
+                        );
+                        Duration::from_secs_f64(default)
+                    }
+                },
+            }
+        };
+        let discovery_timeout = secs("WOOLLAMA_DISCOVERY_TIMEOUT_SECS", 3.0);
+        let shutdown_grace = secs("WOOLLAMA_SHUTDOWN_GRACE_SECS", 10.0);
+        let mcp_connect_timeout = secs("WOOLLAMA_MCP_CONNECT_TIMEOUT_SECS", 30.0);
+        let mcp_call_timeout = secs("WOOLLAMA_MCP_CALL_TIMEOUT_SECS", 120.0);
+        let mcp_retry_max = secs("WOOLLAMA_MCP_RETRY_MAX_SECS", 60.0);
+        let mcp_max_nesting = match env.non_empty("WOOLLAMA_MCP_MAX_NESTING") {
+            None => 2,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                diags.fatal(
+                    FILE,
+                    &KeyPath::root().key("WOOLLAMA_MCP_MAX_NESTING"),
+                    format!("{v:?} is not a whole number (the default is 2; 0 disables the cap)"),
+                );
+                2
+            }),
+        };
+        let (address, address_explicit) = match env.get("WOOLLAMA_ADDRESS") {
+            Some(raw) if !raw.trim().is_empty() => match parse_address(raw) {
+                Ok(t) => (t, true),
+                Err(e) => {
+                    diags.fatal(
+                        FILE,
+                        &KeyPath::root().key("WOOLLAMA_ADDRESS"),
+                        format!("{raw:?} is not an address: {e} (for example 127.0.0.1:8080)"),
+                    );
+                    (default_address(), false)
+                }
+            },
+            _ => (default_address(), false),
+        };
+        Settings {
+            address,
+            address_explicit,
+            token: env.non_empty("WOOLLAMA_TOKEN").map(Secret::new),
+            runtime_dir: PathBuf::from(env.non_empty("XDG_RUNTIME_DIR").unwrap_or("/tmp")),
+            discovery_timeout,
+            shutdown_grace,
+            mcp_connect_timeout,
+            mcp_call_timeout,
+            mcp_retry_max,
+            mcp_max_nesting,
+        }
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.runtime_dir.join("woollama.sock")
+    }
+
+    pub fn addr_file(&self) -> PathBuf {
+        self.runtime_dir.join("woollama.addr")
+    }
+}
+
+fn default_address() -> BindTarget {
+    BindTarget {
+        host: BindHost::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        port: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(raw: &str) -> String {
+        parse_address(raw)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|e| format!("ERR {e}"))
+    }
+
+    #[test]
+    fn address_forms() {
+        assert_eq!(t("127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(t("[::1]:8080"), "[::1]:8080");
+        assert_eq!(t("[::1]"), "[::1]:0");
+        assert_eq!(t("::1"), "[::1]:0");
+        assert_eq!(t("10.1.2.3"), "10.1.2.3:0");
+        assert_eq!(t(":7000"), "127.0.0.1:7000");
+        assert_eq!(t("localhost"), "localhost:0");
+        assert_eq!(t("my-host.lan:9"), "my-host.lan:9");
+        assert!(t("127.0.0.1:http").starts_with("ERR port"));
+        assert!(t("[::1").starts_with("ERR"));
+        assert!(t("a b:1").starts_with("ERR"));
+    }
+
+    #[test]
+    fn loopback_check_never_resolves_names() {
+        assert!(parse_address("127.0.0.9:1").is_ok_and(|t| t.is_loopback()));
+        assert!(parse_address("localhost").is_ok_and(|t| t.is_loopback()));
+        assert!(parse_address("[::1]").is_ok_and(|t| t.is_loopback()));
+        assert!(parse_address("0.0.0.0:80").is_ok_and(|t| !t.is_loopback()));
+        assert!(parse_address("myhost").is_ok_and(|t| !t.is_loopback()));
+    }
+
+    #[test]
+    fn bad_values_are_fatal_and_named() {
+        let mut d = Diagnostics::default();
+        let env = Env::from_pairs([
+            ("WOOLLAMA_MCP_CALL_TIMEOUT_SECS", "soon"),
+            ("WOOLLAMA_ADDRESS", "host:99999"),
+            ("XDG_RUNTIME_DIR", ""),
+            ("WOOLLAMA_TOKEN", ""),
+        ]);
+        let s = Settings::from_env(&env, &mut d);
+        let msgs: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs[0].starts_with("environment: WOOLLAMA_MCP_CALL_TIMEOUT_SECS: \"soon\""));
+        assert!(msgs[1].contains("WOOLLAMA_ADDRESS"));
+        assert_eq!(s.runtime_dir, PathBuf::from("/tmp"));
+        assert!(s.token.is_none());
+        assert_eq!(s.mcp_call_timeout, Duration::from_secs(120));
+    }
+}

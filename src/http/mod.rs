@@ -1,0 +1,79 @@
+//! The axum application: one file per route family, one error type, the
+//! surface-auth layer.
+//!
+//! [`router`] builds the routes over an [`AppState`] with no auth (the Unix
+//! socket, and in-process tests through `tower::ServiceExt::oneshot`);
+//! [`with_surface_auth`] wraps it for the TCP listener.
+
+pub mod auth;
+mod chat;
+pub mod error;
+pub mod json;
+mod models;
+mod passthrough;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::routing::{get, post};
+
+use crate::config::{Config, Secret};
+use crate::inference::Registry;
+use error::ApiError;
+
+/// What every handler shares: cheap-to-clone handles.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub inference: Registry,
+    /// Process start, seconds since the epoch (the `created` of listed models).
+    pub started: u64,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, inference: Registry) -> Self {
+        Self {
+            config,
+            inference,
+            started: crate::inference::ollama::now(),
+        }
+    }
+}
+
+/// The routes, without auth.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/models", get(models::list))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(passthrough::embeddings))
+        .route("/v1/images/generations", post(passthrough::images))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The routes behind surface auth, for the TCP listener.
+pub fn with_surface_auth(router: Router, token: Option<Secret>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        auth::SurfaceAuth { token },
+        auth::require,
+    ))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {} {} (woollama serves /v1/models, /v1/chat/completions, /v1/embeddings, /v1/images/generations)",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ))
+}

@@ -1,0 +1,162 @@
+//! The inferencer registry and the calls to inference upstreams.
+//!
+//! One [`Registry`] per process holds every configured inferencer with its
+//! API key resolved once from the captured environment, and the single pooled
+//! `reqwest::Client` (rustls, ring) every upstream call goes through. Keys
+//! live in [`Secret`]s: they are sent in the `Authorization` header and
+//! nowhere else.
+//!
+//! - [`openai`]: OpenAI-compatible HTTP: posting a body, relaying a stream,
+//!   model discovery.
+//! - [`ollama`]: the Ollama native `/api/chat` translation for `num_ctx`.
+
+pub mod ollama;
+pub mod openai;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+
+use crate::config::{Env, InferencerSpec, Secret};
+
+/// Outbound timeouts (contract Appendix B).
+pub mod timeouts {
+    use std::time::Duration;
+    /// Chat pass-through, and each orchestration request.
+    pub const CHAT: Duration = Duration::from_secs(180);
+    /// Ollama native `/api/chat` (large `num_ctx` means a long prompt eval).
+    pub const NATIVE: Duration = Duration::from_secs(600);
+    pub const IMAGES: Duration = Duration::from_secs(300);
+    pub const EMBEDDINGS: Duration = Duration::from_secs(180);
+}
+
+/// What can go wrong calling an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("inferencer '{inferencer}' requires ${env} to be set")]
+    MissingKey { inferencer: String, env: String },
+    #[error("inferencer '{inferencer}' is unreachable at {url}: {cause}")]
+    Unreachable {
+        inferencer: String,
+        url: String,
+        cause: String,
+    },
+    #[error("inferencer '{inferencer}' did not answer within {}s ({url})", .after.as_secs())]
+    Timeout {
+        inferencer: String,
+        url: String,
+        after: Duration,
+    },
+    /// The upstream answered with an error status; relayed as it is.
+    #[error("inferencer '{inferencer}' answered {status}")]
+    Upstream {
+        inferencer: String,
+        status: StatusCode,
+        content_type: Option<String>,
+        body: Bytes,
+    },
+    /// The upstream answered something we could not read.
+    #[error("inferencer '{inferencer}' sent a response woollama could not read: {detail}")]
+    BadResponse { inferencer: String, detail: String },
+}
+
+/// One configured inferencer, ready to call.
+#[derive(Debug)]
+pub struct Inferencer {
+    pub spec: InferencerSpec,
+    key: Option<Secret>,
+}
+
+impl Inferencer {
+    pub fn new(spec: InferencerSpec, env: &Env) -> Self {
+        let key = spec
+            .api_key_env
+            .as_deref()
+            .and_then(|name| env.non_empty(name))
+            .map(Secret::new);
+        Self { spec, key }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The bearer key, if the inferencer uses one. Fails fast, before any
+    /// network call, when the configured variable is unset or empty.
+    pub fn auth(&self) -> Result<Option<&Secret>, Error> {
+        match (&self.spec.api_key_env, &self.key) {
+            (None, _) => Ok(None),
+            (Some(_), Some(k)) => Ok(Some(k)),
+            (Some(env), None) => Err(Error::MissingKey {
+                inferencer: self.spec.name.clone(),
+                env: env.clone(),
+            }),
+        }
+    }
+
+    /// `<base_url>/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.spec.base_url)
+    }
+}
+
+/// Every configured inferencer, plus the one HTTP client.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    inferencers: Arc<BTreeMap<String, Arc<Inferencer>>>,
+    client: reqwest::Client,
+}
+
+impl Registry {
+    pub fn new(
+        specs: &BTreeMap<String, InferencerSpec>,
+        env: &Env,
+        client: reqwest::Client,
+    ) -> Self {
+        let inferencers = specs
+            .iter()
+            .map(|(name, spec)| (name.clone(), Arc::new(Inferencer::new(spec.clone(), env))))
+            .collect();
+        Self {
+            inferencers: Arc::new(inferencers),
+            client,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Inferencer>> {
+        self.inferencers.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.inferencers.contains_key(name)
+    }
+
+    /// Sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Inferencer>> {
+        self.inferencers.values()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.inferencers.keys().map(String::as_str).collect()
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+/// The process's one HTTP client: rustls with the ring provider, pooled
+/// connections, no overall timeout (each call sets its own).
+pub fn build_client() -> Result<reqwest::Client, reqwest::Error> {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("woollama/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+}

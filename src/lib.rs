@@ -1,0 +1,26 @@
+//! woollama: one daemon between AI clients and AI backends.
+//!
+//! Clients speak the OpenAI HTTP API (and, later, MCP); behind woollama are
+//! OpenAI-compatible inference servers and MCP tool servers. The model field
+//! is the address: `<provider>/<model>` passes through to an inferencer,
+//! `woollama/<recipe>` runs a recipe.
+//!
+//! # Layout
+//!
+//! Data flows one way: [`cli`] → [`config`] → [`inference`] → [`http`], with
+//! [`serve`] owning the listeners. [`routing`] and [`config`] know nothing of
+//! axum.
+//!
+//! - [`cli`]: argument parsing and the commands (`serve`, `check-config`).
+//! - [`config`]: the three config files, `${VAR}` expansion, validation.
+//! - [`routing`]: a `model` string → a route. Pure.
+//! - [`inference`]: the inferencer registry and the upstream calls.
+//! - [`http`]: the axum router, one file per route family, the error type.
+//! - [`serve`]: TCP and Unix-socket listeners, the banner, shutdown.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod inference;
+pub mod routing;
+pub mod serve;

@@ -1,0 +1,229 @@
+//! Listeners, start-up and graceful shutdown.
+//!
+//! Start-up order: refuse if a live daemon owns the socket; refuse a
+//! non-loopback bind without a token; bind TCP (a random loopback port unless
+//! `WOOLLAMA_ADDRESS`) and write the address file with the real port; bind the
+//! Unix socket (best effort); print the banner; serve both until SIGINT or
+//! SIGTERM. Shutdown stops accepting at once, lets in-flight requests and
+//! streams finish for up to `WOOLLAMA_SHUTDOWN_GRACE_SECS` (10 s; a second
+//! signal cuts it short), then removes the socket and address file if they
+//! are still ours.
+
+pub mod socket;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::settings::{BindHost, BindTarget};
+use crate::config::{Config, Env};
+use crate::http::{self, AppState};
+use crate::inference::{self, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "another woollama already owns {0}; refusing to start (stop it, or give this one its own XDG_RUNTIME_DIR)"
+    )]
+    AlreadyRunning(PathBuf),
+    #[error(
+        "refusing to bind non-loopback address {0} without an auth token: set WOOLLAMA_TOKEN to a secret, or bind 127.0.0.1"
+    )]
+    NoToken(BindTarget),
+    #[error(
+        "cannot listen on {addr}: {source} (is something else using the port? unset WOOLLAMA_ADDRESS for a random one)"
+    )]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve host '{host}': {detail}")]
+    Resolve { host: String, detail: String },
+    #[error("cannot set up signal handling: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
+async fn bind_tcp(target: &BindTarget) -> Result<TcpListener, Error> {
+    let addr: SocketAddr = match &target.host {
+        BindHost::Ip(ip) => SocketAddr::new(*ip, target.port),
+        BindHost::Name(name) => tokio::net::lookup_host((name.as_str(), target.port))
+            .await
+            .map_err(|e| Error::Resolve {
+                host: name.clone(),
+                detail: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| Error::Resolve {
+                host: name.clone(),
+                detail: "no addresses".into(),
+            })?,
+    };
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+        addr: target.to_string(),
+        source,
+    })
+}
+
+/// Writes `host:port\n` (IPv6 bracketed); best effort.
+fn write_addr_file(path: &Path, addr: SocketAddr) -> bool {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, format!("{addr}\n"))
+    };
+    match write() {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "could not write the address file");
+            false
+        }
+    }
+}
+
+/// Removes the address file if it still holds our address.
+fn remove_addr_file(path: &Path, addr: SocketAddr) {
+    if std::fs::read_to_string(path).is_ok_and(|s| s.trim() == addr.to_string()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// SIGINT or SIGTERM, registered before the banner so none is missed.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, Error> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(Error::Signals)?,
+            term: signal(SignalKind::terminate()).map_err(Error::Signals)?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// Runs the daemon until a signal, then drains and cleans up.
+pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
+    let settings = &config.settings;
+    let socket_path = settings.socket_path();
+    if socket::is_live(&socket_path).await {
+        return Err(Error::AlreadyRunning(socket_path));
+    }
+    if !settings.address.is_loopback() && settings.token.is_none() {
+        return Err(Error::NoToken(settings.address.clone()));
+    }
+    let mut signals = Signals::new()?;
+    let client = inference::build_client().map_err(Error::Client)?;
+    let state = AppState::new(
+        Arc::clone(&config),
+        Registry::new(&config.inferencers, env, client),
+    );
+
+    let tcp = bind_tcp(&settings.address).await?;
+    let addr = tcp.local_addr().map_err(|source| Error::Bind {
+        addr: settings.address.to_string(),
+        source,
+    })?;
+    let addr_file = settings.addr_file();
+    let wrote_addr = write_addr_file(&addr_file, addr);
+    let unix = socket::bind(&socket_path).map(socket::OwnedSocket::split);
+
+    let app = http::router(state);
+    let tcp_app = http::with_surface_auth(app.clone(), settings.token.clone());
+    let shutdown = CancellationToken::new();
+    let mut servers = JoinSet::new();
+    servers.spawn(
+        axum::serve(
+            tcp,
+            tcp_app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future(),
+    );
+    let guard = match unix {
+        Some((listener, guard)) => {
+            servers.spawn(
+                axum::serve(listener, app.into_make_service())
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future(),
+            );
+            Some(guard)
+        }
+        None => None,
+    };
+
+    print_banner(
+        addr,
+        guard.as_ref().map(socket::SocketGuard::path),
+        wrote_addr.then_some(&addr_file),
+        settings.token.is_some(),
+    );
+    tracing::info!(%addr, socket = ?guard.as_ref().map(|g| g.path().display().to_string()), "listening");
+
+    let signal = signals.recv().await;
+    let grace = settings.shutdown_grace;
+    tracing::info!(
+        signal,
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: no new connections; waiting for in-flight requests"
+    );
+    shutdown.cancel();
+    let drained = tokio::select! {
+        () = async { while servers.join_next().await.is_some() {} } => true,
+        () = tokio::time::sleep(grace) => false,
+        s = signals.recv() => { tracing::warn!(signal = s, "second signal: not waiting any longer"); false }
+    };
+    if !drained {
+        tracing::warn!("in-flight requests were cut off at shutdown");
+        servers.abort_all();
+    }
+    drop(guard);
+    if wrote_addr {
+        remove_addr_file(&addr_file, addr);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(addr: SocketAddr, socket: Option<&Path>, addr_file: Option<&PathBuf>, token: bool) {
+    let label = if addr.ip().is_loopback() {
+        "HTTP loopback:"
+    } else {
+        "HTTP:"
+    };
+    let mut lines = vec![format!("woollama {} listening:", env!("CARGO_PKG_VERSION"))];
+    if let Some(s) = socket {
+        lines.push(format!(
+            "  unix socket:     {} (default for local MCP clients)",
+            s.display()
+        ));
+    }
+    lines.push(format!("  {label:<16} http://{addr}"));
+    lines.push(format!("  OpenAI base_url: http://{addr}/v1"));
+    if let Some(f) = addr_file {
+        lines.push(format!("  addr file:       {}", f.display()));
+    }
+    lines.push(if token {
+        "  auth:            Authorization: Bearer $WOOLLAMA_TOKEN required on TCP".to_string()
+    } else {
+        "  auth:            none (loopback clients only; set WOOLLAMA_TOKEN to require a token)"
+            .to_string()
+    });
+    eprintln!("{}", lines.join("\n"));
+}
