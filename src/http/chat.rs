@@ -19,7 +19,7 @@ use super::json::{JsonObject, model_of};
 use super::passthrough::{
     Target, bare_body, forward, forward_stream, resolve, sse_response, stream_error,
 };
-use crate::inference::{self, ollama, openai, timeouts};
+use crate::inference::{self, ollama, openai};
 use crate::routing::{Route, route};
 
 pub async fn chat_completions(
@@ -52,7 +52,7 @@ pub async fn chat_completions(
     } else {
         body.insert("stream".into(), Value::Bool(false));
         let bytes = bare_body(body, &target.model);
-        forward(&state, &target, "chat/completions", bytes, timeouts::CHAT).await
+        forward(&state, &target, "chat/completions", bytes).await
     }
 }
 
@@ -81,13 +81,14 @@ async fn native(
     let request = Value::Object(ollama::to_native_request(body, &target.model, stream));
     let bytes = serde_json::to_vec(&request).unwrap_or_default();
     let client = state.inference.client();
+    let timeout = state.inference.timeouts().native;
     let resp = openai::post(
         client,
         &target.inf,
         "",
         Some(url.clone()),
         bytes,
-        timeouts::NATIVE,
+        timeout,
         stream,
     )
     .await
@@ -95,7 +96,7 @@ async fn native(
     let id = ollama::completion_id();
     let created = ollama::now();
     if !stream {
-        let raw = openai::read_body(&target.inf, &url, resp).await?;
+        let raw = openai::read_body(&target.inf, &url, resp, timeout).await?;
         let native: Value = serde_json::from_slice(&raw).map_err(|e| {
             ApiError::from(inference::Error::BadResponse {
                 inferencer: target.inf.name().to_string(),
@@ -106,7 +107,7 @@ async fn native(
         return Ok(axum::Json(out).into_response());
     }
     let translator = ollama::SseTranslator::new(&target.model, id, created);
-    let relay = Box::pin(openai::relay(&target.inf, resp, timeouts::NATIVE));
+    let relay = Box::pin(openai::relay(&target.inf, resp, timeout));
     let frames = futures_util::stream::unfold(Some((relay, translator)), |state| async move {
         let (mut relay, mut t) = state?;
         loop {

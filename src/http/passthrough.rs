@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use super::AppState;
 use super::error::ApiError;
 use super::json::{JsonObject, model_of};
-use crate::inference::{self, Inferencer, openai, timeouts};
+use crate::inference::{self, Inferencer, openai};
 use crate::routing::{Route, route};
 
 /// A pass-through target: the inferencer and the bare model.
@@ -90,14 +90,14 @@ pub(super) async fn forward(
     target: &Target,
     path: &str,
     body: Vec<u8>,
-    timeout: Duration,
 ) -> Result<Response, ApiError> {
+    let timeout = timeout_for(state, path);
     let client = state.inference.client();
     let url = target.inf.url(path);
     let resp = openai::post(client, &target.inf, path, None, body, timeout, false).await?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
     let ct = content_type(&resp, "application/json");
-    let bytes = openai::read_body(&target.inf, &url, resp).await?;
+    let bytes = openai::read_body(&target.inf, &url, resp, timeout).await?;
     let mut r = (status, bytes).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, ct);
     Ok(r)
@@ -112,20 +112,12 @@ pub(super) async fn forward_stream(
     path: &str,
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
+    let timeout = timeout_for(state, path);
     let client = state.inference.client();
-    let resp = openai::post(
-        client,
-        &target.inf,
-        path,
-        None,
-        body,
-        timeout_for(path),
-        true,
-    )
-    .await?;
+    let resp = openai::post(client, &target.inf, path, None, body, timeout, true).await?;
     let ct = content_type(&resp, "text/event-stream");
     let is_sse = ct.as_bytes().starts_with(b"text/event-stream");
-    let chunks = openai::relay(&target.inf, resp, timeout_for(path)).map(move |item| match item {
+    let chunks = openai::relay(&target.inf, resp, timeout).map(move |item| match item {
         Ok(b) => Ok::<Bytes, std::convert::Infallible>(b),
         Err(e) => {
             tracing::warn!(error = %e, "upstream stream failed");
@@ -147,11 +139,12 @@ pub(super) fn sse_response(ct: HeaderValue, body: Body) -> Response {
     r
 }
 
-fn timeout_for(path: &str) -> Duration {
+fn timeout_for(state: &AppState, path: &str) -> Duration {
+    let t = state.inference.timeouts();
     match path {
-        "embeddings" => timeouts::EMBEDDINGS,
-        "images/generations" => timeouts::IMAGES,
-        _ => timeouts::CHAT,
+        "embeddings" => t.embeddings,
+        "images/generations" => t.images,
+        _ => t.chat,
     }
 }
 
@@ -164,7 +157,7 @@ async fn simple(
     let model = model_of(&body)?.to_string();
     let target = resolve(&state, &model, cap)?;
     let bytes = bare_body(body, &target.model);
-    forward(&state, &target, path, bytes, timeout_for(path)).await
+    forward(&state, &target, path, bytes).await
 }
 
 /// `POST /v1/embeddings`.

@@ -22,15 +22,27 @@ use reqwest::StatusCode;
 
 use crate::config::{Env, InferencerSpec, Secret};
 
-/// Outbound timeouts (contract Appendix B).
-pub mod timeouts {
-    use std::time::Duration;
+/// Outbound timeouts (contract Appendix B). Fixed for users; tests build a
+/// registry with short ones to exercise a hung upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
     /// Chat pass-through, and each orchestration request.
-    pub const CHAT: Duration = Duration::from_secs(180);
+    pub chat: Duration,
     /// Ollama native `/api/chat` (large `num_ctx` means a long prompt eval).
-    pub const NATIVE: Duration = Duration::from_secs(600);
-    pub const IMAGES: Duration = Duration::from_secs(300);
-    pub const EMBEDDINGS: Duration = Duration::from_secs(180);
+    pub native: Duration,
+    pub images: Duration,
+    pub embeddings: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            chat: Duration::from_secs(180),
+            native: Duration::from_secs(600),
+            images: Duration::from_secs(300),
+            embeddings: Duration::from_secs(180),
+        }
+    }
 }
 
 /// What can go wrong calling an upstream.
@@ -108,6 +120,7 @@ impl Inferencer {
 pub struct Registry {
     inferencers: Arc<BTreeMap<String, Arc<Inferencer>>>,
     client: reqwest::Client,
+    timeouts: Timeouts,
 }
 
 impl Registry {
@@ -123,7 +136,19 @@ impl Registry {
         Self {
             inferencers: Arc::new(inferencers),
             client,
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// The same registry with other timeouts.
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Inferencer>> {

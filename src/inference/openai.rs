@@ -112,15 +112,17 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes
     Ok(Bytes::from(buf))
 }
 
-/// Reads a whole (non-streaming) response body.
+/// Reads a whole (non-streaming) response body; the deadline set by [`post`]
+/// still applies.
 pub async fn read_body(
     inf: &Inferencer,
     url: &str,
     resp: reqwest::Response,
+    timeout: Duration,
 ) -> Result<Bytes, Error> {
     resp.bytes()
         .await
-        .map_err(|e| transport_error(inf, url, &e, super::timeouts::CHAT))
+        .map_err(|e| transport_error(inf, url, &e, timeout))
 }
 
 /// The response body as a stream of chunks, each of which must arrive within

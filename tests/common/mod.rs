@@ -1,0 +1,188 @@
+//! Shared test harness: the mock upstream, and the real woollama app started
+//! in-process on `127.0.0.1:0` over a config written to a temp dir.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+pub mod mock;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use woollama::config::{self, Config, Env, Severity};
+use woollama::http::{self, AppState};
+use woollama::inference::{Registry, Timeouts, build_client};
+
+use mock::Mock;
+
+/// A config under construction. By default: no MCP servers, and three
+/// inferencers pointing at the mock — `mock` (no auth), `keyed` (bearer key
+/// from `MOCK_KEY`), and the built-in `ollama` overridden to the mock.
+pub struct Setup {
+    pub dir: TempDir,
+    env: Env,
+    inferencers: String,
+    recipes: Option<String>,
+    mcp: String,
+    timeouts: Timeouts,
+}
+
+impl Setup {
+    pub fn new(mock: &Mock) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = mock.base_url();
+        Setup {
+            env: Env::from_pairs([("HOME", dir.path().to_string_lossy().to_string())]),
+            dir,
+            inferencers: format!(
+                "[inferencers.mock]\nbase_url = \"{base}\"\n\
+                 [inferencers.keyed]\nbase_url = \"{base}\"\napi_key_env = \"MOCK_KEY\"\n\
+                 [inferencers.ollama]\nbase_url = \"{base}\"\ndiscover = false\n"
+            ),
+            recipes: None,
+            mcp: r#"{"mcpServers": {}}"#.to_string(),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Setup {
+        self.env = self.env.with(name, value);
+        self
+    }
+
+    pub fn inferencers(mut self, more: &str) -> Setup {
+        self.inferencers.push_str(more);
+        self
+    }
+
+    pub fn recipes(mut self, text: &str) -> Setup {
+        self.recipes = Some(text.to_string());
+        self
+    }
+
+    pub fn timeouts(mut self, t: Timeouts) -> Setup {
+        self.timeouts = t;
+        self
+    }
+
+    /// All timeouts short, for tests of a hung upstream.
+    pub fn short_timeouts(self, d: Duration) -> Setup {
+        self.timeouts(Timeouts {
+            chat: d,
+            native: d,
+            images: d,
+            embeddings: d,
+        })
+    }
+
+    /// Writes the files and loads them; panics on a fatal diagnostic.
+    pub fn config(&self) -> Config {
+        let d = self.dir.path();
+        std::fs::write(d.join("inferencers.toml"), &self.inferencers).expect("write");
+        std::fs::write(d.join("mcp.json"), &self.mcp).expect("write");
+        if let Some(r) = &self.recipes {
+            std::fs::write(d.join("recipes.toml"), r).expect("write");
+        }
+        let loaded = config::load_from(Some(d), &self.env);
+        let fatal: Vec<String> = loaded
+            .diagnostics
+            .of(Severity::Fatal)
+            .map(ToString::to_string)
+            .collect();
+        assert!(fatal.is_empty(), "test config is fatal: {fatal:?}");
+        loaded.config
+    }
+
+    pub async fn start(self) -> TestApp {
+        let config = Arc::new(self.config());
+        let registry = Registry::new(
+            &config.inferencers,
+            &self.env,
+            build_client().expect("client"),
+        )
+        .with_timeouts(self.timeouts);
+        let state = AppState::new(Arc::clone(&config), registry);
+        let app = http::with_surface_auth(http::router(state), config.settings.token.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        TestApp {
+            addr,
+            client: build_client().expect("client"),
+            config,
+            _dir: self.dir,
+        }
+    }
+}
+
+/// The real app, serving on loopback.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub config: Arc<Config>,
+    _dir: TempDir,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json_body(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// `reqwest` is built without its `json` feature; this is the one helper
+/// tests need from it.
+pub trait JsonBody {
+    fn json_body(self, v: &serde_json::Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, v: &serde_json::Value) -> Self {
+        self.header("content-type", "application/json")
+            .body(v.to_string())
+    }
+}
+
+/// Status and parsed JSON body of a response.
+pub async fn json(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.expect("body");
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, v)
+}
+
+/// Asserts an OpenAI-shaped error with this status and type; returns the message.
+pub async fn expect_error(resp: reqwest::Response, status: u16, kind: &str) -> String {
+    let (s, v) = json(resp).await;
+    assert_eq!(s, status, "status; body {v}");
+    assert_eq!(v["error"]["type"], kind, "type; body {v}");
+    v["error"]["message"].as_str().expect("message").to_string()
+}
