@@ -45,7 +45,7 @@ pub enum Command {
     CheckConfig,
     /// Serve MCP over stdio (not in this build yet).
     Mcp,
-    /// Run a bundled example MCP server over stdio (not in this build yet).
+    /// Run a bundled example MCP server over stdio (hello, textops).
     ExampleServer {
         /// `hello` or `textops`.
         name: String,
@@ -61,10 +61,7 @@ pub fn main() -> ExitCode {
         Command::Serve => serve_command(&env),
         Command::CheckConfig => check_config(&env),
         Command::Mcp => not_yet("woollama mcp", "the MCP stdio surface"),
-        Command::ExampleServer { name } => not_yet(
-            &format!("woollama example-server {name}"),
-            "the bundled example MCP servers",
-        ),
+        Command::ExampleServer { name } => example_server(&name),
     }
 }
 
@@ -102,6 +99,35 @@ fn init_logging(format: LogFormat, env: &Env) {
 fn not_yet(command: &str, what: &str) -> ExitCode {
     eprintln!("{command}: {what} is not part of this build of woollama yet");
     ExitCode::from(2)
+}
+
+/// Runs a bundled example MCP server on stdio. stdout is the JSON-RPC
+/// channel; logs stay on stderr.
+fn example_server(name: &str) -> ExitCode {
+    if !crate::examples::NAMES.contains(&name) {
+        eprintln!(
+            "woollama example-server: {}",
+            crate::examples::Error::Unknown(name.to_string())
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("woollama example-server: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(crate::examples::serve_stdio(name)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("woollama example-server {name}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn check_config(env: &Env) -> ExitCode {

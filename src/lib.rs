@@ -17,9 +17,11 @@
 //! - [`inference`]: the inferencer registry and the upstream calls.
 //! - [`http`]: the axum router, one file per route family, the error type.
 //! - [`serve`]: TCP and Unix-socket listeners, the banner, shutdown.
+//! - [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
 pub mod cli;
 pub mod config;
+pub mod examples;
 pub mod http;
 pub mod inference;
 pub mod routing;
