@@ -7,8 +7,10 @@
 //!   is a hard error that names it;
 //! - `${VAR:-default}` uses the default when VAR is unset *or* empty; the
 //!   default runs to the first `}`, so it cannot nest;
-//! - keys starting with `_` are documentation and are neither expanded nor
-//!   checked — except the server names directly under `mcpServers`.
+//! - keys starting with `_` are documentation: a reference under one is
+//!   still expanded (an `env` entry such as `_JAVA_OPTIONS` is data), but
+//!   never reported — except the server names directly under `mcpServers`,
+//!   which are always checked.
 //!
 //! One deliberate difference from the existing implementations: they expand
 //! the raw file text before parsing. We parse first and expand each string
@@ -185,24 +187,29 @@ fn is_doc_key(parent: &KeyPath, key: &str) -> bool {
 /// Expands every string value of a JSON document in place.
 pub fn expand_json(value: &mut serde_json::Value, env: &Env) -> Vec<Located> {
     let mut found = Vec::new();
-    walk_json(value, &KeyPath::root(), env, &mut found);
+    walk_json(value, &KeyPath::root(), false, env, &mut found);
     found
 }
 
-fn walk_json(value: &mut serde_json::Value, path: &KeyPath, env: &Env, found: &mut Vec<Located>) {
+fn walk_json(
+    value: &mut serde_json::Value,
+    path: &KeyPath,
+    doc: bool,
+    env: &Env,
+    found: &mut Vec<Located>,
+) {
     use serde_json::Value;
     match value {
-        Value::String(s) => expand_in_place(s, path, env, found),
+        Value::String(s) => expand_in_place(s, path, doc, env, found),
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                walk_json(item, &path.index(i), env, found);
+                walk_json(item, &path.index(i), doc, env, found);
             }
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                if !is_doc_key(path, k) {
-                    walk_json(v, &path.key(k), env, found);
-                }
+                let doc = doc || is_doc_key(path, k);
+                walk_json(v, &path.key(k), doc, env, found);
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
@@ -212,41 +219,55 @@ fn walk_json(value: &mut serde_json::Value, path: &KeyPath, env: &Env, found: &m
 /// Expands every string value of a TOML document in place.
 pub fn expand_toml(table: &mut toml::Table, env: &Env) -> Vec<Located> {
     let mut found = Vec::new();
-    walk_toml_table(table, &KeyPath::root(), env, &mut found);
+    walk_toml_table(table, &KeyPath::root(), false, env, &mut found);
     found
 }
 
-fn walk_toml_table(table: &mut toml::Table, path: &KeyPath, env: &Env, found: &mut Vec<Located>) {
+fn walk_toml_table(
+    table: &mut toml::Table,
+    path: &KeyPath,
+    doc: bool,
+    env: &Env,
+    found: &mut Vec<Located>,
+) {
     for (k, v) in table.iter_mut() {
-        if !is_doc_key(path, k) {
-            walk_toml(v, &path.key(k), env, found);
-        }
+        let doc = doc || is_doc_key(path, k);
+        walk_toml(v, &path.key(k), doc, env, found);
     }
 }
 
-fn walk_toml(value: &mut toml::Value, path: &KeyPath, env: &Env, found: &mut Vec<Located>) {
+fn walk_toml(
+    value: &mut toml::Value,
+    path: &KeyPath,
+    doc: bool,
+    env: &Env,
+    found: &mut Vec<Located>,
+) {
     use toml::Value;
     match value {
-        Value::String(s) => expand_in_place(s, path, env, found),
+        Value::String(s) => expand_in_place(s, path, doc, env, found),
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                walk_toml(item, &path.index(i), env, found);
+                walk_toml(item, &path.index(i), doc, env, found);
             }
         }
-        Value::Table(t) => walk_toml_table(t, path, env, found),
+        Value::Table(t) => walk_toml_table(t, path, doc, env, found),
         Value::Integer(_) | Value::Float(_) | Value::Boolean(_) | Value::Datetime(_) => {}
     }
 }
 
-fn expand_in_place(s: &mut String, path: &KeyPath, env: &Env, found: &mut Vec<Located>) {
+/// Expands one value; under a documentation key, problems are not reported.
+fn expand_in_place(s: &mut String, path: &KeyPath, doc: bool, env: &Env, found: &mut Vec<Located>) {
     if !s.contains("${") {
         return;
     }
     let expanded = expand(s, env);
-    found.extend(expanded.problems.into_iter().map(|problem| Located {
-        path: path.clone(),
-        problem,
-    }));
+    if !doc {
+        found.extend(expanded.problems.into_iter().map(|problem| Located {
+            path: path.clone(),
+            problem,
+        }));
+    }
     *s = expanded.value;
 }
 
@@ -339,7 +360,7 @@ mod tests {
             "_doc": "${UNSET_IN_DOC}",
             "mcpServers": {
                 "_disabled": {"command": "${UNSET_SERVER}"},
-                "git": {"env": {"TOKEN": "${TOKEN}", "_note": "${UNSET_NOTE}"},
+                "git": {"env": {"TOKEN": "${TOKEN}", "_note": "${UNSET_NOTE}", "_JAVA": "-Xmx${HOME}"},
                         "args": ["a", "${MISSING_ARG}"]}
             }
         });
@@ -351,7 +372,11 @@ mod tests {
         );
         // A value with a quote expands without breaking anything.
         assert_eq!(doc["mcpServers"]["git"]["env"]["TOKEN"], "t\"k");
-        assert_eq!(doc["_doc"], "${UNSET_IN_DOC}");
+        // Under `_` keys references still expand (they may be data, like an
+        // `env` entry), but an unset one is not reported.
+        assert_eq!(doc["mcpServers"]["git"]["env"]["_JAVA"], "-Xmx/home/u");
+        assert_eq!(doc["mcpServers"]["git"]["env"]["_note"], "");
+        assert_eq!(doc["_doc"], "");
     }
 
     #[test]

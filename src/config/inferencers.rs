@@ -42,6 +42,17 @@ pub struct InferencerSpec {
 }
 
 impl InferencerSpec {
+    /// The endpoint capabilities (`chat`, `embedding`, `image`) declared for
+    /// `model`. Empty means no declaration that restricts it: the model is
+    /// eligible on every endpoint. Other capability names are descriptive
+    /// only and never restrict.
+    pub fn endpoint_capabilities(&self, model: &str) -> Vec<&str> {
+        self.declared_capabilities(model)
+            .into_iter()
+            .filter(|c| ENDPOINT_CAPABILITIES.contains(c))
+            .collect()
+    }
+
     /// The capabilities declared for `model` (globs that match), sorted.
     pub fn declared_capabilities(&self, model: &str) -> Vec<&str> {
         self.capabilities
@@ -56,6 +67,9 @@ impl InferencerSpec {
         self.model_patterns.is_empty() || self.model_patterns.iter().any(|g| glob_match(g, id))
     }
 }
+
+/// The capabilities that map to an endpoint.
+pub const ENDPOINT_CAPABILITIES: &[&str] = &["chat", "embedding", "image"];
 
 /// fnmatch-style matching with `*` (any run) and `?` (one character).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
@@ -185,6 +199,19 @@ pub fn load(
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, InferencerSpec> {
     let mut registry = builtins(env);
+    if let Some(raw) = env.non_empty("WOOLLAMA_OLLAMA_URL") {
+        let usable = Url::parse(&registry["ollama"].base_url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !usable {
+            diags.fatal(
+                "environment",
+                &KeyPath::root().key("WOOLLAMA_OLLAMA_URL"),
+                format!(
+                    "{raw:?} is not an http:// or https:// URL (for example http://localhost:11434)"
+                ),
+            );
+        }
+    }
     let Some(text) = text else { return registry };
     let root = KeyPath::root();
     let mut doc: toml::Table = match toml::from_str(text) {
@@ -198,6 +225,7 @@ pub fn load(
             return registry;
         }
     };
+    refuse_referenced_key_names(&mut doc, file, diags);
     if diags.fatal_all(file, expand_toml(&mut doc, env)) {
         return registry;
     }
@@ -237,6 +265,31 @@ pub fn load(
         }
     }
     registry
+}
+
+/// `api_key_env = "${OPENAI_API_KEY}"` would expand to the key itself and
+/// then be used as a variable *name*: refuse it before expansion, without
+/// echoing anything, and drop it so the inferencer keeps its inherited name.
+fn refuse_referenced_key_names(doc: &mut toml::Table, file: &str, diags: &mut Diagnostics) {
+    let Some(toml::Value::Table(entries)) = doc.get_mut("inferencers") else {
+        return;
+    };
+    for (name, entry) in entries.iter_mut() {
+        let toml::Value::Table(t) = entry else {
+            continue;
+        };
+        if t.get("api_key_env")
+            .and_then(toml::Value::as_str)
+            .is_some_and(|v| v.contains("${"))
+        {
+            t.remove("api_key_env");
+            diags.error(
+                file,
+                &KeyPath::root().key("inferencers").key(name).key("api_key_env"),
+                "names the variable that holds the key, so write it bare (api_key_env = \"MY_KEY\"), not as a ${…} reference; the setting is ignored",
+            );
+        }
+    }
 }
 
 fn overlay(
@@ -571,6 +624,47 @@ models = ["qwen"]
         );
         assert!(r["ollama"].declared_capabilities("qwen3").is_empty());
         assert!(r["ollama"].admits("qwen3") && !r["ollama"].admits("llama3"));
+    }
+
+    #[test]
+    fn only_endpoint_capabilities_restrict() {
+        let (r, _) = load_with(
+            "[inferencers.ollama.capabilities]\nvision = [\"*llava*\"]\nembedding = [\"*embed*\"]\n",
+            &Env::default(),
+        );
+        assert_eq!(r["ollama"].declared_capabilities("llava"), vec!["vision"]);
+        assert!(r["ollama"].endpoint_capabilities("llava").is_empty());
+        assert_eq!(
+            r["ollama"].endpoint_capabilities("nomic-embed"),
+            vec!["embedding"]
+        );
+    }
+
+    #[test]
+    fn a_referenced_key_name_is_refused_without_expanding() {
+        let env = Env::from_pairs([("MY_KEY", "sk-live-999")]);
+        let (r, d) = load_with("[inferencers.openai]\napi_key_env = \"${MY_KEY}\"\n", &env);
+        assert_eq!(r["openai"].api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        let all: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(!all[0].contains("sk-live"));
+    }
+
+    #[test]
+    fn a_bad_ollama_url_is_fatal() {
+        let mut d = Diagnostics::default();
+        load(
+            None,
+            "inferencers.toml",
+            &Env::from_pairs([("WOOLLAMA_OLLAMA_URL", "gpu:11434")]),
+            &mut d,
+        );
+        let all: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert!(d.has_fatal(), "{all:?}");
+        assert!(
+            all[0].starts_with("environment: WOOLLAMA_OLLAMA_URL"),
+            "{all:?}"
+        );
     }
 
     #[test]

@@ -96,6 +96,20 @@ fn expand_tilde(path: &str, env: &Env) -> PathBuf {
     }
 }
 
+/// What reading one config file gave.
+struct Read {
+    text: Contents,
+    path: Option<PathBuf>,
+    /// How the file is named in messages.
+    shown: String,
+}
+
+enum Contents {
+    User(String),
+    Bundled,
+    Unreadable,
+}
+
 /// Reads an optional file: `Ok(None)` if it does not exist.
 fn read_optional(path: &Path) -> io::Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -115,50 +129,70 @@ pub fn load_from(dir: Option<&Path>, env: &Env) -> Loaded {
     let mut diags = Diagnostics::default();
     let settings = Settings::from_env(env, &mut diags);
 
-    let mut read = |name: &str| -> (Option<String>, Option<PathBuf>, String) {
-        let Some(dir) = dir else {
-            return (None, None, format!("{name} (bundled default)"));
+    let mut read = |name: &str| -> Read {
+        let bundled = || Read {
+            text: Contents::Bundled,
+            path: None,
+            shown: format!("{name} (bundled default)"),
         };
+        let Some(dir) = dir else { return bundled() };
         let path = dir.join(name);
         let shown = path.display().to_string();
         match read_optional(&path) {
-            Ok(Some(text)) => (Some(text), Some(path), shown),
-            Ok(None) => (None, None, format!("{name} (bundled default)")),
+            Ok(Some(text)) => Read {
+                text: Contents::User(text),
+                path: Some(path),
+                shown,
+            },
+            Ok(None) => bundled(),
             Err(e) => {
                 diags.fatal(&shown, &KeyPath::root(), format!("cannot be read: {e}"));
-                (None, Some(path), shown)
+                Read {
+                    text: Contents::Unreadable,
+                    path: Some(path),
+                    shown,
+                }
             }
         }
     };
 
-    let (mcp_text, mcp_path, mcp_file) = read("mcp.json");
-    let (recipes_text, recipes_path, recipes_file) = read("recipes.toml");
-    let (inf_text, inf_path, inf_file) = read("inferencers.toml");
+    let mcp_read = read("mcp.json");
+    let recipes_read = read("recipes.toml");
+    let inf_read = read("inferencers.toml");
 
-    let mcp_source = mcp_path.map_or(Source::Bundled, Source::User);
-    let recipes_source = recipes_path.map_or(Source::Bundled, Source::User);
-    let inferencers_source = inf_path.map_or(Source::Absent, Source::User);
+    let mcp_source = mcp_read.path.clone().map_or(Source::Bundled, Source::User);
+    let recipes_source = recipes_read
+        .path
+        .clone()
+        .map_or(Source::Bundled, Source::User);
+    let inferencers_source = inf_read.path.clone().map_or(Source::Absent, Source::User);
     let inf_file = if inferencers_source == Source::Absent {
         "inferencers.toml".to_string()
     } else {
-        inf_file
+        inf_read.shown.clone()
     };
 
+    // An unreadable file contributes nothing (it is already a fatal error).
     let fatal_before = diags.of(Severity::Fatal).count();
-    let mcp = mcp::parse(
-        mcp_text.as_deref().unwrap_or(DEFAULT_MCP_JSON),
-        &mcp_file,
-        env,
-        &mut diags,
-    );
+    let mcp = match &mcp_read.text {
+        Contents::User(t) => mcp::parse(t, &mcp_read.shown, env, &mut diags),
+        Contents::Bundled => mcp::parse(DEFAULT_MCP_JSON, &mcp_read.shown, env, &mut diags),
+        Contents::Unreadable => mcp::McpConfig::default(),
+    };
     // A broken mcp.json would make every recipe tool look unknown.
-    let mcp_usable = diags.of(Severity::Fatal).count() == fatal_before;
-    let recipes = recipes::parse(
-        recipes_text.as_deref().unwrap_or(DEFAULT_RECIPES_TOML),
-        &recipes_file,
-        &mut diags,
-    );
-    let inferencers = inferencers::load(inf_text.as_deref(), &inf_file, env, &mut diags);
+    let mcp_usable = !matches!(mcp_read.text, Contents::Unreadable)
+        && diags.of(Severity::Fatal).count() == fatal_before;
+    let recipes = match &recipes_read.text {
+        Contents::User(t) => recipes::parse(t, &recipes_read.shown, &mut diags),
+        Contents::Bundled => recipes::parse(DEFAULT_RECIPES_TOML, &recipes_read.shown, &mut diags),
+        Contents::Unreadable => BTreeMap::new(),
+    };
+    let inf_text = match &inf_read.text {
+        Contents::User(t) => Some(t.as_str()),
+        Contents::Bundled | Contents::Unreadable => None,
+    };
+    let inferencers = inferencers::load(inf_text, &inf_file, env, &mut diags);
+    let recipes_file = recipes_read.shown;
 
     cross_check(
         &recipes,
@@ -302,6 +336,22 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("recipes.r.tools[0]: server 'git' is not in mcp.json"));
         assert!(warnings[0].starts_with(&dir.path().join("recipes.toml").display().to_string()));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_fatal_and_not_replaced_by_the_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A directory where the file should be cannot be read as a file.
+        std::fs::create_dir(dir.path().join("mcp.json")).expect("mkdir");
+        let l = load_from(Some(dir.path()), &env());
+        assert!(l.diagnostics.has_fatal());
+        assert!(
+            l.config.servers.is_empty(),
+            "the bundled servers must not stand in"
+        );
+        let all: Vec<String> = l.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(all[0].contains("mcp.json: cannot be read"), "{}", all[0]);
     }
 
     #[test]

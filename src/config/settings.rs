@@ -32,7 +32,7 @@ impl BindTarget {
     /// other than `localhost` are never assumed local.
     pub fn is_loopback(&self) -> bool {
         match &self.host {
-            BindHost::Ip(ip) => ip.is_loopback(),
+            BindHost::Ip(ip) => is_loopback_ip(*ip),
             BindHost::Name(n) => n.eq_ignore_ascii_case("localhost"),
         }
     }
@@ -44,6 +44,17 @@ impl fmt::Display for BindTarget {
             BindHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
             BindHost::Ip(ip) => write!(f, "{ip}:{}", self.port),
             BindHost::Name(n) => write!(f, "{n}:{}", self.port),
+        }
+    }
+}
+
+/// Whether an address is on this machine: 127.0.0.0/8, `::1`, or an
+/// IPv4-mapped 127.x. The one rule for binds and for peers.
+pub fn is_loopback_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
 }
@@ -104,7 +115,7 @@ pub fn parse_address(raw: &str) -> Result<BindTarget, String> {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub address: BindTarget,
-    /// Whether `WOOLLAMA_ADDRESS` was set (it is then shown in Host checks).
+    /// Whether `WOOLLAMA_ADDRESS` was set.
     pub address_explicit: bool,
     /// `WOOLLAMA_TOKEN`; unset or empty means none.
     pub token: Option<Secret>,
@@ -233,6 +244,8 @@ mod tests {
         assert!(parse_address("127.0.0.9:1").is_ok_and(|t| t.is_loopback()));
         assert!(parse_address("localhost").is_ok_and(|t| t.is_loopback()));
         assert!(parse_address("[::1]").is_ok_and(|t| t.is_loopback()));
+        assert!(parse_address("[::ffff:127.0.0.1]:1").is_ok_and(|t| t.is_loopback()));
+        assert!(!parse_address("[::ffff:10.0.0.1]:1").is_ok_and(|t| t.is_loopback()));
         assert!(parse_address("0.0.0.0:80").is_ok_and(|t| !t.is_loopback()));
         assert!(parse_address("myhost").is_ok_and(|t| !t.is_loopback()));
     }

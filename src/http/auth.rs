@@ -9,7 +9,7 @@
 //! The Unix socket carries no auth layer: its 0600 mode is the boundary. The
 //! layer never reads bodies, so streams pass through untouched.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -25,16 +25,7 @@ pub struct SurfaceAuth {
     pub token: Option<Secret>,
 }
 
-/// Whether a peer address is on this machine (127.0.0.0/8, ::1, or an
-/// IPv4-mapped 127.x).
-pub fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
+pub use crate::config::settings::is_loopback_ip as is_loopback;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -39,7 +39,7 @@ pub(super) fn resolve(state: &AppState, model: &str, cap: &str) -> Result<Target
             let Some(inf) = state.inference.get(provider) else {
                 return Err(unknown_namespace(state, model));
             };
-            let declared = inf.spec.declared_capabilities(bare);
+            let declared = inf.spec.endpoint_capabilities(bare);
             if !declared.is_empty() && !declared.contains(&cap) {
                 return Err(ApiError::InvalidRequest(format!(
                     "model '{model}' is declared as {} for this inferencer, not '{cap}' — call the endpoint for {}, or change [inferencers.{provider}.capabilities] in inferencers.toml",

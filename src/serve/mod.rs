@@ -72,13 +72,25 @@ async fn bind_tcp(target: &BindTarget) -> Result<TcpListener, Error> {
     })
 }
 
-/// Writes `host:port\n` (IPv6 bracketed); best effort.
+/// Writes `host:port\n` (IPv6 bracketed); best effort. The content goes to
+/// a new file that is renamed into place, so a symlink planted at the path
+/// (in a shared `/tmp`) is replaced, never written through.
 fn write_addr_file(path: &Path, addr: SocketAddr) -> bool {
     let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(path, format!("{addr}\n"))
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".woollama.addr.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(format!("{addr}\n").as_bytes())?;
+        drop(f);
+        std::fs::rename(&tmp, path)
     };
     match write() {
         Ok(()) => true,
@@ -210,7 +222,7 @@ fn print_banner(addr: SocketAddr, socket: Option<&Path>, addr_file: Option<&Path
     let mut lines = vec![format!("woollama {} listening:", env!("CARGO_PKG_VERSION"))];
     if let Some(s) = socket {
         lines.push(format!(
-            "  unix socket:     {} (default for local MCP clients)",
+            "  unix socket:     {} (local clients; no token needed)",
             s.display()
         ));
     }
