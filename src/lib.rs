@@ -17,6 +17,7 @@
 //! - [`inference`]: the inferencer registry and the upstream calls.
 //! - [`http`]: the axum router, one file per route family, the error type.
 //! - [`serve`]: TCP and Unix-socket listeners, the banner, shutdown.
+//! - [`tools`]: the MCP client side: downstream connections, health, wire names.
 //! - [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
 pub mod cli;
@@ -26,3 +27,4 @@ pub mod http;
 pub mod inference;
 pub mod routing;
 pub mod serve;
+pub mod tools;

@@ -476,6 +476,17 @@ fn http(
             diags.error(file, &hpath, "not a valid HTTP header name; server skipped");
             return None;
         };
+        if matches!(
+            hname.as_str(),
+            "accept" | "mcp-session-id" | "last-event-id"
+        ) {
+            diags.error(
+                file,
+                &hpath,
+                "woollama sets this header itself for Streamable HTTP; remove it; server skipped",
+            );
+            return None;
+        }
         let trimmed = value.trim();
         if trimmed.is_empty() {
             diags.error(

@@ -11,6 +11,7 @@ pub mod error;
 pub mod json;
 mod models;
 mod passthrough;
+mod tools;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use axum::routing::{get, post};
 
 use crate::config::{Config, Secret};
 use crate::inference::Registry;
+use crate::tools::ToolRegistry;
 use error::ApiError;
 
 /// What every handler shares: cheap-to-clone handles.
@@ -27,15 +29,18 @@ use error::ApiError;
 pub struct AppState {
     pub config: Arc<Config>,
     pub inference: Registry,
+    /// The MCP downstreams.
+    pub tools: ToolRegistry,
     /// Process start, seconds since the epoch (the `created` of listed models).
     pub started: u64,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, inference: Registry) -> Self {
+    pub fn new(config: Arc<Config>, inference: Registry, tools: ToolRegistry) -> Self {
         Self {
             config,
             inference,
+            tools,
             started: crate::inference::ollama::now(),
         }
     }
@@ -45,6 +50,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/models", get(models::list))
+        .route("/v1/tools", get(tools::list))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(passthrough::embeddings))
         .route("/v1/images/generations", post(passthrough::images))
@@ -64,7 +70,7 @@ pub fn with_surface_auth(router: Router, token: Option<Secret>) -> Router {
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
-        "no route for {} {} (woollama serves /v1/models, /v1/chat/completions, /v1/embeddings, /v1/images/generations)",
+        "no route for {} {} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/embeddings, /v1/images/generations)",
         req.method(),
         req.uri().path()
     ))

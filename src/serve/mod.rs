@@ -6,8 +6,8 @@
 //! Unix socket (best effort); print the banner; serve both until SIGINT or
 //! SIGTERM. Shutdown stops accepting at once, lets in-flight requests and
 //! streams finish for up to `WOOLLAMA_SHUTDOWN_GRACE_SECS` (10 s; a second
-//! signal cuts it short), then removes the socket and address file if they
-//! are still ours.
+//! signal cuts it short), stops every MCP downstream (children reaped), then
+//! removes the socket and address file if they are still ours.
 
 pub mod socket;
 
@@ -25,6 +25,7 @@ use crate::config::settings::{BindHost, BindTarget};
 use crate::config::{Config, Env};
 use crate::http::{self, AppState};
 use crate::inference::{self, Registry};
+use crate::tools::{McpSettings, ToolRegistry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -142,9 +143,17 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
     }
     let mut signals = Signals::new()?;
     let client = inference::build_client().map_err(Error::Client)?;
+    // Downstreams connect in the background; requests are served meanwhile.
+    let tools = ToolRegistry::start(
+        &config.servers,
+        McpSettings::from(settings),
+        env,
+        client.clone(),
+    );
     let state = AppState::new(
         Arc::clone(&config),
         Registry::new(&config.inferencers, env, client),
+        tools.clone(),
     );
 
     let tcp = bind_tcp(&settings.address).await?;
@@ -205,6 +214,7 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
         tracing::warn!("in-flight requests were cut off at shutdown");
         servers.abort_all();
     }
+    tools.shutdown(std::time::Duration::from_secs(10)).await;
     drop(guard);
     if wrote_addr {
         remove_addr_file(&addr_file, addr);

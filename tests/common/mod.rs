@@ -5,6 +5,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod fixture;
 pub mod mock;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use tempfile::TempDir;
 use woollama::config::{self, Config, Env, Severity};
 use woollama::http::{self, AppState};
 use woollama::inference::{Registry, Timeouts, build_client};
+use woollama::tools::{McpSettings, ToolRegistry};
 
 use mock::Mock;
 
@@ -55,6 +57,11 @@ impl Setup {
 
     pub fn inferencers(mut self, more: &str) -> Setup {
         self.inferencers.push_str(more);
+        self
+    }
+
+    pub fn mcp(mut self, text: &str) -> Setup {
+        self.mcp = text.to_string();
         self
     }
 
@@ -104,7 +111,13 @@ impl Setup {
             build_client().expect("client"),
         )
         .with_timeouts(self.timeouts);
-        let state = AppState::new(Arc::clone(&config), registry);
+        let tools = ToolRegistry::start(
+            &config.servers,
+            McpSettings::from(&config.settings),
+            &self.env,
+            build_client().expect("client"),
+        );
+        let state = AppState::new(Arc::clone(&config), registry, tools.clone());
         let app = http::with_surface_auth(http::router(state), config.settings.token.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -121,6 +134,7 @@ impl Setup {
             addr,
             client: build_client().expect("client"),
             config,
+            tools,
             _dir: self.dir,
         }
     }
@@ -131,6 +145,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub config: Arc<Config>,
+    pub tools: ToolRegistry,
     _dir: TempDir,
 }
 
