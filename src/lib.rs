@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: [`cli`] → [`config`] → [`inference`] → [`http`], with
+//! Data flows one way: [`cli`] → [`config`] → ([`inference`], [`tools`]) →
+//! [`orchestrate`] → [`http`], with
 //! [`serve`] owning the listeners. [`routing`] and [`config`] know nothing of
 //! axum.
 //!
@@ -17,6 +18,7 @@
 //! - [`inference`]: the inferencer registry and the upstream calls.
 //! - [`http`]: the axum router, one file per route family, the error type.
 //! - [`serve`]: TCP and Unix-socket listeners, the banner, shutdown.
+//! - [`orchestrate`]: the recipe loop, as a stream of events.
 //! - [`tools`]: the MCP client side: downstream connections, health, wire names.
 //! - [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
@@ -25,6 +27,7 @@ pub mod config;
 pub mod examples;
 pub mod http;
 pub mod inference;
+pub mod orchestrate;
 pub mod routing;
 pub mod serve;
 pub mod tools;

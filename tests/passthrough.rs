@@ -314,7 +314,7 @@ async fn a_stream_that_goes_quiet_ends_with_an_error_frame() {
 async fn request_errors_are_openai_shaped() {
     let mock = Mock::start().await;
     let app = Setup::new(&mock)
-        .recipes("[recipes.known]\ninferencer = \"mock/m\"\n")
+        .recipes("[recipes.known]\ninferencer = \"nowhere/m\"\n")
         .start()
         .await;
     let post_raw = |body: &'static str| {

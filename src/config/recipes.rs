@@ -36,12 +36,55 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// The system prompt with `{{var}}` tokens filled: supplied values first,
+    /// then the variables' defaults; strings go in raw, other values as their
+    /// JSON text; tokens with neither stay as written.
+    pub fn render_system(&self, supplied: &Map<String, Value>) -> String {
+        let mut out = self.system.clone();
+        for var in system_variables(&self.system) {
+            let value = supplied
+                .get(&var)
+                .or_else(|| self.variables.get(&var).and_then(|v| v.default.as_ref()));
+            if let Some(v) = value {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                out = out.replace(&format!("{{{{{var}}}}}"), &text);
+            }
+        }
+        out
+    }
+
     /// The provider half of `inferencer`.
     pub fn provider(&self) -> &str {
         self.inferencer
             .split_once('/')
             .map_or(self.inferencer.as_str(), |(p, _)| p)
     }
+}
+
+/// The distinct `{{var}}` tokens of a system prompt, in first-seen order: a
+/// token is non-empty and made of `[A-Za-z0-9_.-]` (surrounding spaces are
+/// not allowed, so `{{ x }}` is text).
+pub fn system_variables(system: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = system;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let token = &after[..end];
+        if !token.is_empty()
+            && token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            && !out.iter().any(|t| t == token)
+        {
+            out.push(token.to_string());
+        }
+        rest = &after[end + 2..];
+    }
+    out
 }
 
 /// A `server.tool` allow-list entry.
@@ -452,6 +495,26 @@ inferencer = "claude-code/haiku"
         let fine = &r["fine"];
         assert!(fine.tools.is_empty() && fine.system.is_empty());
         assert_eq!(fine.max_turns, DEFAULT_MAX_TURNS);
+    }
+
+    #[test]
+    fn system_variables_render_with_defaults() {
+        let (r, _) = load(
+            "[recipes.x]\ninferencer = \"a/b\"\nsystem = \"Hi {{who}}, in {{lang}} {{who}} {{ spaced }} {{n}}\"\n\
+             [recipes.x.variables.lang]\ndefault = \"French\"\n[recipes.x.variables.n]\ndefault = 3\n",
+        );
+        let x = &r["x"];
+        assert_eq!(system_variables(&x.system), vec!["who", "lang", "n"]);
+        assert_eq!(
+            x.render_system(&Map::new()),
+            "Hi {{who}}, in French {{who}} {{ spaced }} 3"
+        );
+        let mut given = Map::new();
+        given.insert("who".into(), Value::String("Ada".into()));
+        assert_eq!(
+            x.render_system(&given),
+            "Hi Ada, in French Ada {{ spaced }} 3"
+        );
     }
 
     #[test]

@@ -28,13 +28,7 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let model = model_of(&body)?.to_string();
     if let Route::Recipe(name) = route(&model, |p| state.inference.contains(p)) {
-        return Err(if state.config.recipes.contains_key(name) {
-            ApiError::NotImplemented(format!(
-                "recipe '{name}' is configured, but this build of woollama does not run recipes yet; call a provider model such as 'ollama/<model>' directly"
-            ))
-        } else {
-            ApiError::NotFound(format!("unknown recipe '{name}'"))
-        });
+        return super::recipe::chat(&state, name, &model, &body).await;
     }
     let target = resolve(&state, &model, "chat")?;
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);

@@ -11,6 +11,7 @@ pub mod error;
 pub mod json;
 mod models;
 mod passthrough;
+mod recipe;
 mod tools;
 
 use std::sync::Arc;

@@ -134,6 +134,52 @@ pub fn completion(content: &str) -> Value {
     })
 }
 
+/// A completion whose message asks for tool calls: `(id, name, arguments)`.
+pub fn tool_calls(calls: &[(&str, &str, Value)]) -> Value {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+        .collect();
+    json!({
+        "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": "mock-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}]
+    })
+}
+
+/// A streamed turn: optional narration, then each tool call split into
+/// fragments (id and name first, the arguments in three pieces), then
+/// `finish_reason: tool_calls` and `[DONE]`.
+pub fn sse_tool_calls(narration: &str, calls: &[(&str, &str, Value)]) -> Reply {
+    let chunk = |delta: Value, finish: Value| {
+        let c = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                       "model": "mock-model", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    let mut out = vec![chunk(
+        json!({"role": "assistant", "content": narration}),
+        Value::Null,
+    )];
+    for (i, (id, name, args)) in calls.iter().enumerate() {
+        let a = args.to_string();
+        let (x, rest) = a.split_at(a.len() / 3);
+        let (y, z) = rest.split_at(rest.len() / 2);
+        out.push(chunk(json!({"tool_calls": [{"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": x}}]}), Value::Null));
+        for piece in [y, z] {
+            out.push(chunk(
+                json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
+                Value::Null,
+            ));
+        }
+    }
+    out.push(chunk(json!({}), json!("tool_calls")));
+    out.push("data: [DONE]\n\n".to_string());
+    Reply::Stream {
+        content_type: "text/event-stream",
+        chunks: out,
+        gate: None,
+    }
+}
+
 /// SSE chunks for a streamed completion of `pieces`, ending in `[DONE]`.
 pub fn sse_chunks(pieces: &[&str]) -> Vec<String> {
     let mut out = Vec::new();

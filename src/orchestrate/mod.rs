@@ -1,0 +1,376 @@
+//! The recipe loop, written once as a stream of [`Event`]s that every surface
+//! consumes (HTTP chat, and later MCP `chat` and Responses).
+//!
+//! Setup happens eagerly in [`prepare`], so a recipe that cannot run (unknown
+//! provider, missing key) fails before any I/O. Each turn sends the recipe's
+//! system prompt and the conversation, with `tools` only when the allow-list
+//! offers any, then `extra_body` and then the recipe's `params` merged in.
+//! Tool calls are dispatched concurrently and their results appended in call
+//! order. The allow-list is a hard boundary: a call to anything else is
+//! never dispatched, and the model is told so.
+//!
+//! The stream is a channel fed by a driver future that lives inside the
+//! stream itself (no spawned task): dropping the stream — a client that went
+//! away — drops the driver and with it the upstream request and any tool
+//! call in flight.
+
+mod sse;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::config::Recipe;
+use crate::inference::{self, Inferencer, openai};
+use crate::tools::{self, ToolRegistry};
+
+/// What the loop reports as it runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Assistant text, as it arrives (streaming) — from every turn.
+    Delta(String),
+    /// The model asked for a tool (wire name) with these arguments.
+    ToolCall {
+        turn: u32,
+        name: String,
+        arguments: Value,
+    },
+    /// A tool call finished (`ok` false for errors and refusals).
+    ToolResult { turn: u32, name: String, ok: bool },
+    /// The final turn's `chat.completion`.
+    Final(Value),
+}
+
+/// Why a recipe could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The recipe's provider is not a configured inferencer (501).
+    #[error("unsupported inferencer '{inferencer}' (supported providers: {supported})")]
+    Unsupported {
+        inferencer: String,
+        supported: String,
+    },
+    /// A backend that exists in the contract but not in this build (501).
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error(transparent)]
+    Inference(#[from] inference::Error),
+    /// The upstream answered 200 without `choices` (502, body relayed).
+    #[error("the upstream answered without choices")]
+    NoChoices { body: Value },
+    #[error("max turns ({0}) exceeded")]
+    MaxTurns(u32),
+}
+
+/// A recipe ready to run: everything resolved before any I/O.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    inf: Arc<Inferencer>,
+    model: String,
+    tools: Vec<Value>,
+    /// Wire names the model may call, in recipe order.
+    allowed: Vec<String>,
+    messages: Vec<Value>,
+    params: Map<String, Value>,
+    max_turns: u32,
+    stream: bool,
+}
+
+/// Resolves a recipe against the inferencers and the current tool snapshot.
+pub fn prepare(
+    recipe: &Recipe,
+    inference: &inference::Registry,
+    tools: &ToolRegistry,
+    conversation: Vec<Value>,
+    stream: bool,
+) -> Result<Prepared, Error> {
+    let (provider, model) = recipe
+        .inferencer
+        .split_once('/')
+        .unwrap_or((recipe.inferencer.as_str(), ""));
+    if provider == "claude-code" {
+        return Err(Error::NotImplemented(format!(
+            "recipe '{}' runs on claude-code, which this build of woollama does not include yet",
+            recipe.name
+        )));
+    }
+    let Some(inf) = inference.get(provider) else {
+        let mut supported: Vec<&str> = inference.names();
+        supported.push("claude-code");
+        return Err(Error::Unsupported {
+            inferencer: recipe.inferencer.clone(),
+            supported: supported.join(", "),
+        });
+    };
+    inf.auth()?;
+
+    let snap = tools.snapshot();
+    let mut offered = Vec::new();
+    let mut allowed = Vec::new();
+    for r in &recipe.tools {
+        match snap.find(&r.server, &r.tool) {
+            Some(t) => {
+                let mut function = json!({
+                    "name": t.wire,
+                    "parameters": Value::Object((*t.tool.input_schema).clone()),
+                });
+                if let Some(d) = &t.tool.description {
+                    function["description"] = json!(d);
+                }
+                offered.push(json!({"type": "function", "function": function}));
+                allowed.push(t.wire.clone());
+            }
+            None => {
+                tracing::warn!(recipe = %recipe.name, tool = %r, "tool is not available now; the recipe runs without it")
+            }
+        }
+    }
+
+    let system = recipe.render_system(&Map::new());
+    let mut messages = Vec::with_capacity(conversation.len() + 1);
+    if !system.is_empty() {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    messages.extend(conversation);
+
+    let mut params = inf.spec.extra_body.clone();
+    for (k, v) in &recipe.params {
+        params.insert(k.clone(), v.clone());
+    }
+    Ok(Prepared {
+        inf: Arc::clone(inf),
+        model: model.to_string(),
+        tools: offered,
+        allowed,
+        messages,
+        params,
+        max_turns: recipe.max_turns,
+        stream,
+    })
+}
+
+impl Prepared {
+    /// The wire names this run may call.
+    pub fn allowed(&self) -> &[String] {
+        &self.allowed
+    }
+}
+
+/// Runs the loop; the stream ends after `Final` or an error.
+pub fn run(
+    prepared: Prepared,
+    inference: inference::Registry,
+    tools: ToolRegistry,
+) -> impl Stream<Item = Result<Event, Error>> + Send + 'static {
+    let (tx, rx) = mpsc::channel::<Result<Event, Error>>(64);
+    let driver = async move {
+        let outcome = drive(prepared, &inference, &tools, &tx).await;
+        if let Err(e) = outcome {
+            let _ = tx.send(Err(e)).await;
+        }
+    };
+    let events =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+    let driver = futures_util::stream::once(driver).filter_map(|()| async { None });
+    futures_util::stream::select(events, driver)
+}
+
+type Tx = mpsc::Sender<Result<Event, Error>>;
+
+/// Sends an event; false if nobody is listening any more.
+async fn emit(tx: &Tx, e: Event) -> bool {
+    tx.send(Ok(e)).await.is_ok()
+}
+
+async fn drive(
+    mut p: Prepared,
+    inference: &inference::Registry,
+    tools: &ToolRegistry,
+    tx: &Tx,
+) -> Result<(), Error> {
+    let allowed: HashSet<String> = p.allowed.iter().cloned().collect();
+    for turn in 1..=p.max_turns {
+        let response = if p.stream {
+            streamed_turn(&p, inference, tx).await?
+        } else {
+            plain_turn(&p, inference).await?
+        };
+        let Some(message) = response.pointer("/choices/0/message").cloned() else {
+            return Err(Error::NoChoices { body: response });
+        };
+        let calls: Vec<Value> = message
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .unwrap_or_default();
+        if calls.is_empty() {
+            emit(tx, Event::Final(response)).await;
+            return Ok(());
+        }
+        p.messages.push(json!({
+            "role": "assistant",
+            "content": message.get("content").cloned().unwrap_or(Value::Null),
+            "tool_calls": calls,
+        }));
+
+        // Parse every call, refuse what the allow-list does not offer, and
+        // dispatch the rest concurrently.
+        let mut pending = Vec::with_capacity(calls.len());
+        for call in &calls {
+            let name = call
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let arguments = match call.pointer("/function/arguments") {
+                Some(Value::String(s)) => {
+                    serde_json::from_str::<Value>(s).unwrap_or_else(|_| json!({}))
+                }
+                Some(v @ Value::Object(_)) => v.clone(),
+                _ => json!({}),
+            };
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| format!("call_{turn}_{name}"), str::to_string);
+            if !emit(
+                tx,
+                Event::ToolCall {
+                    turn,
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                },
+            )
+            .await
+            {
+                return Ok(());
+            }
+            pending.push((id, name, arguments));
+        }
+        let allowed = &allowed;
+        let p_ref = &p;
+        let results = futures_util::future::join_all(pending.iter().map(|(_, name, arguments)| async move {
+            if !allowed.contains(name) {
+                tracing::warn!(tool = %name, "refused a tool call outside the recipe's allow-list");
+                return (
+                    format!(
+                        "ERROR: tool '{name}' is not permitted by this recipe (allowed: {})",
+                        serde_json::to_string(&p_ref.allowed).unwrap_or_default()
+                    ),
+                    false,
+                );
+            }
+            let args = match arguments {
+                Value::Object(m) => Some(m.clone()),
+                _ => None,
+            };
+            match tools.call(name, args).await {
+                Ok(r) => (tools::render(&r), r.is_error != Some(true)),
+                Err(e) => (format!("ERROR: {e}"), false),
+            }
+        }))
+        .await;
+        for ((id, name, _), (text, ok)) in pending.into_iter().zip(results) {
+            if !emit(tx, Event::ToolResult { turn, name, ok }).await {
+                return Ok(());
+            }
+            p.messages
+                .push(json!({"role": "tool", "content": text, "tool_call_id": id}));
+        }
+    }
+    Err(Error::MaxTurns(p.max_turns))
+}
+
+fn request_body(p: &Prepared) -> Vec<u8> {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(p.model));
+    body.insert("messages".into(), Value::Array(p.messages.clone()));
+    body.insert("stream".into(), json!(p.stream));
+    if !p.tools.is_empty() {
+        body.insert("tools".into(), Value::Array(p.tools.clone()));
+    }
+    for (k, v) in &p.params {
+        body.insert(k.clone(), v.clone());
+    }
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+async fn plain_turn(p: &Prepared, inference: &inference::Registry) -> Result<Value, Error> {
+    let timeout = inference.timeouts().chat;
+    let url = p.inf.url("chat/completions");
+    let resp = openai::post(
+        inference.client(),
+        &p.inf,
+        "chat/completions",
+        None,
+        request_body(p),
+        timeout,
+        false,
+    )
+    .await?;
+    let bytes = openai::read_body(&p.inf, &url, resp, timeout).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Inference(inference::Error::BadResponse {
+            inferencer: p.inf.name().to_string(),
+            detail: format!("{url} did not answer JSON: {e}"),
+        })
+    })
+}
+
+async fn streamed_turn(
+    p: &Prepared,
+    inference: &inference::Registry,
+    tx: &Tx,
+) -> Result<Value, Error> {
+    let timeout = inference.timeouts().chat;
+    let resp = openai::post(
+        inference.client(),
+        &p.inf,
+        "chat/completions",
+        None,
+        request_body(p),
+        timeout,
+        true,
+    )
+    .await?;
+    let mut body = Box::pin(openai::relay(&p.inf, resp, timeout));
+    let mut lines = sse::DataLines::default();
+    let mut turn = sse::Assembler::default();
+    let handle = |data: String, turn: &mut sse::Assembler| -> Result<Option<String>, Error> {
+        if data.trim() == "[DONE]" || data.trim().is_empty() {
+            return Ok(None);
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&data) else {
+            return Ok(None);
+        };
+        if v.get("error").is_some() {
+            return Err(Error::Inference(inference::Error::Upstream {
+                inferencer: p.inf.name().to_string(),
+                status: reqwest::StatusCode::BAD_GATEWAY,
+                content_type: Some("application/json".into()),
+                body: bytes::Bytes::from(data),
+            }));
+        }
+        Ok(turn.chunk(&v))
+    };
+    while let Some(chunk) = body.next().await {
+        for data in lines.push(&chunk?) {
+            if let Some(text) = handle(data, &mut turn)?
+                && !emit(tx, Event::Delta(text)).await
+            {
+                return Ok(turn.finish(&p.model));
+            }
+        }
+    }
+    if let Some(data) = lines.finish()
+        && let Some(text) = handle(data, &mut turn)?
+    {
+        emit(tx, Event::Delta(text)).await;
+    }
+    Ok(turn.finish(&p.model))
+}
