@@ -129,6 +129,19 @@ impl Daemon {
         }
     }
 
+    /// Waits until the whole log so far satisfies `pred`.
+    fn wait_logged(&mut self, pred: impl Fn(&[String]) -> bool) {
+        loop {
+            if pred(&self.log.lock().expect("lock")) {
+                return;
+            }
+            match self.lines.recv_timeout(LIMIT) {
+                Ok(_) => {}
+                Err(_) => panic!("condition not met; log:\n{}", self.log()),
+            }
+        }
+    }
+
     fn log(&self) -> String {
         self.log.lock().expect("lock").join("\n")
     }
@@ -171,6 +184,32 @@ async fn over_socket(path: &Path, request: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");
     out
+}
+
+/// The pids of a process's direct children (`/proc/<pid>/task/*/children`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    list.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    out
+}
+
+trait JsonValue {
+    async fn json_value(self) -> serde_json::Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> serde_json::Value {
+        serde_json::from_slice(&self.bytes().await.expect("body")).expect("json")
+    }
 }
 
 fn client() -> reqwest::Client {
@@ -309,6 +348,34 @@ async fn serves_tcp_and_a_0600_socket_then_drains_on_sigterm() {
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(raw.contains("woollama/streamer"));
 
+    // The bundled MCP servers are this daemon's children.
+    daemon.wait_logged(|log| {
+        log.iter()
+            .filter(|l| l.contains("downstream connected"))
+            .count()
+            >= 2
+    });
+    let v = client()
+        .get(format!("{}/v1/tools", daemon.base))
+        .send()
+        .await
+        .expect("tools")
+        .json_value()
+        .await;
+    assert_eq!(v["tools"].as_array().map(Vec::len), Some(6), "{v}");
+    assert!(
+        v["servers"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|x| x["health"] == "connected")),
+        "{v}"
+    );
+    let children = children_of(daemon.pid);
+    assert_eq!(
+        children.len(),
+        2,
+        "expected the two bundled MCP servers as children: {children:?}"
+    );
+
     // A stream is in flight when SIGTERM arrives…
     let resp = client()
         .post(format!("{}/v1/chat/completions", daemon.base))
@@ -335,6 +402,12 @@ async fn serves_tcp_and_a_0600_socket_then_drains_on_sigterm() {
     let status = daemon.wait_exit();
     assert!(status.success(), "exit {status}; log:\n{}", daemon.log());
     assert!(!sock.exists(), "socket left behind");
+    for c in children {
+        assert!(
+            !Path::new(&format!("/proc/{c}")).exists(),
+            "MCP child {c} outlived the daemon"
+        );
+    }
     assert!(
         !d.run.join("woollama.addr").exists(),
         "addr file left behind"

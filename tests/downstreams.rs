@@ -26,10 +26,9 @@ async fn until(
     what: &str,
     pred: impl Fn(&Snapshot) -> bool,
 ) -> Arc<Snapshot> {
-    let mut rx = tools.watch();
-    let result = tokio::time::timeout(LIMIT, rx.wait_for(|s| pred(s))).await;
+    let result = tokio::time::timeout(LIMIT, tools.wait_for(|s| pred(s))).await;
     match result {
-        Ok(Ok(s)) => Arc::clone(&s),
+        Ok(Some(s)) => s,
         _ => panic!(
             "{what}: not reached within {LIMIT:?}; last snapshot {:#?}",
             tools.snapshot()

@@ -293,9 +293,22 @@ impl ToolRegistry {
         Arc::clone(&self.inner.snapshot.borrow())
     }
 
-    /// Follows snapshot changes (tests, and MCP `list_changed`).
+    /// Follows snapshot changes. Never keep a borrow of the receiver (the
+    /// guard `borrow()` or `wait_for()` returns) alive across an `.await` or
+    /// for long: it holds the channel's lock and stalls every publish. Clone
+    /// the `Arc` out, or use [`ToolRegistry::wait_for`].
     pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.inner.snapshot.subscribe()
+    }
+
+    /// Waits until the snapshot satisfies `pred` and returns it (the channel
+    /// is not held). `None` only if the registry is gone.
+    pub async fn wait_for(
+        &self,
+        pred: impl FnMut(&Arc<Snapshot>) -> bool,
+    ) -> Option<Arc<Snapshot>> {
+        let mut rx = self.watch();
+        rx.wait_for(pred).await.ok().map(|s| Arc::clone(&s))
     }
 
     pub fn settings(&self) -> McpSettings {
@@ -337,5 +350,66 @@ impl ToolRegistry {
                 deadline.as_secs_f64()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(name: &str) -> Tool {
+        Tool::new(name.to_string(), "d", Arc::new(JsonObject::new()))
+    }
+
+    fn status(name: &str) -> ServerStatus {
+        ServerStatus {
+            name: name.into(),
+            transport: "http",
+            health: Health::Connected,
+            tools: 0,
+        }
+    }
+
+    #[test]
+    fn the_nesting_cap_hides_but_keeps_dispatchable() {
+        let parts = vec![(
+            status("fed"),
+            vec![
+                tool("chat"),
+                tool("mcp__leaf__count_to"),
+                tool("mcp__a__mcp__b__deep"),
+            ],
+        )];
+        let s = Snapshot::build(1, parts, 2);
+        let listed: Vec<&str> = s.listed().map(|t| t.wire.as_str()).collect();
+        assert_eq!(
+            listed,
+            vec!["mcp__fed__chat", "mcp__fed__mcp__leaf__count_to"]
+        );
+        assert_eq!(s.server("fed").map(|x| x.tools), Some(2));
+        // Past the cap: not listed, still in the wire index.
+        assert!(
+            s.tool("mcp__fed__mcp__a__mcp__b__deep")
+                .is_some_and(|t| t.capped)
+        );
+        // A cap of zero disables it.
+        let parts = vec![(status("fed"), vec![tool("mcp__a__mcp__b__deep")])];
+        assert_eq!(Snapshot::build(1, parts, 0).listed().count(), 1);
+    }
+
+    #[test]
+    fn servers_and_tools_are_sorted() {
+        let parts = vec![
+            (status("zeta"), vec![tool("b"), tool("a")]),
+            (status("alpha"), vec![tool("z")]),
+        ];
+        let s = Snapshot::build(1, parts, 2);
+        let names: Vec<String> = s.tools.iter().map(ToolEntry::dotted).collect();
+        assert_eq!(names, vec!["alpha.z", "zeta.a", "zeta.b"]);
+        assert_eq!(s.servers[0].name, "alpha");
+        assert_eq!(
+            s.find("zeta", "a").map(|t| t.wire.as_str()),
+            Some("mcp__zeta__a")
+        );
     }
 }

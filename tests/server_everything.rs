@@ -1,0 +1,146 @@
+//! `@modelcontextprotocol/server-everything` (npm) as a stdio downstream:
+//! a real third-party MCP server, run with `node` (installed into `.peers`
+//! by `scripts/install-peers`). Proves the environment allow-list from the
+//! server's side, structured output, and a recipe through it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::mock::{Mock, Reply, completion, tool_calls};
+use common::{Setup, json};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use woollama::tools::Health;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn entry() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-peers",
+        p.display()
+    );
+    p
+}
+
+fn obj(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_everything_as_a_downstream() {
+    let mock = Mock::start().await;
+    mock.push(Reply::Json(
+        StatusCode::OK,
+        tool_calls(&[("s1", "mcp__everything__get-sum", json!({"a": 2, "b": 40}))]),
+    ));
+    mock.push(Reply::Json(StatusCode::OK, completion("The sum is 42.")));
+    let mcp = json!({"mcpServers": {"everything": {
+        "command": "node",
+        "args": [entry(), "stdio"],
+        "env": {"WOOLLAMA_TEST_EXTRA": "passed-on"}
+    }}});
+    let app = Setup::new(&mock)
+        .env("PATH", &std::env::var("PATH").unwrap_or_default())
+        .env("OPENAI_API_KEY", "sk-must-not-leak")
+        .env("WOOLLAMA_TOKEN", "")
+        .mcp(&mcp.to_string())
+        .recipes("[recipes.adder]\ninferencer = \"mock/m\"\ntools = [\"everything.get-sum\"]\n")
+        .start()
+        .await;
+    let connected = tokio::time::timeout(
+        LIMIT,
+        app.tools.wait_for(|s| {
+            s.server("everything")
+                .is_some_and(|x| x.health == Health::Connected)
+        }),
+    )
+    .await;
+    assert!(
+        matches!(connected, Ok(Some(_))),
+        "not connected: {:#?}",
+        app.tools.snapshot()
+    );
+
+    let snap = app.tools.snapshot();
+    for t in [
+        "echo",
+        "get-sum",
+        "get-env",
+        "get-structured-content",
+        "trigger-long-running-operation",
+    ] {
+        assert!(snap.find("everything", t).is_some(), "missing {t}");
+    }
+    let structured = snap
+        .find("everything", "get-structured-content")
+        .expect("tool");
+    assert!(
+        structured.tool.output_schema.is_some(),
+        "output schema forwarded"
+    );
+
+    // The child's environment: the allow-list plus its own `env`, never a provider key.
+    let r = app
+        .tools
+        .call("mcp__everything__get-env", None)
+        .await
+        .expect("get-env");
+    let text: String = r
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    assert!(
+        text.contains("WOOLLAMA_TEST_EXTRA") && text.contains("passed-on"),
+        "{text}"
+    );
+    assert!(text.contains("PATH"), "{text}");
+    assert!(
+        !text.contains("sk-must-not-leak") && !text.contains("OPENAI_API_KEY"),
+        "a key leaked: {text}"
+    );
+
+    let r = app
+        .tools
+        .call(
+            "mcp__everything__get-structured-content",
+            Some(obj(json!({"location": "New York"}))),
+        )
+        .await
+        .expect("structured");
+    assert!(
+        r.structured_content
+            .as_ref()
+            .is_some_and(|s| s.get("temperature").is_some()),
+        "{r:?}"
+    );
+
+    // A recipe through it: the model's call reaches server-everything.
+    let (status, v) = json(
+        app.post(
+            "/v1/chat/completions",
+            json!({"model": "woollama/adder", "messages": []}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let second = &mock.requests()[1].body;
+    assert_eq!(second["messages"][1]["role"], "tool");
+    assert!(
+        second["messages"][1]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("42")),
+        "{second}"
+    );
+
+    app.tools.shutdown(LIMIT).await;
+}
