@@ -62,6 +62,17 @@ fn pid_alive(pid: &str) -> bool {
     Path::new(&format!("/proc/{}", pid.trim())).exists()
 }
 
+/// Whether a process is still running (a zombie, dead but not yet reaped by
+/// whoever inherited it, is not).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_examples_connect_and_are_listed() {
     let mock = Mock::start().await;
@@ -153,7 +164,13 @@ async fn a_downstream_killed_after_connecting_is_noticed_and_heals() {
         .expect("kill");
     assert!(status.success());
 
-    // Noticed: reported as retrying (never a stale "connected")…
+    // Noticed: reported as retrying (never a stale "connected"), in /v1/tools too…
+    let (_, tools_v) = json(app.get("/v1/tools").await).await;
+    let health = tools_v["servers"][0]["health"]
+        .as_str()
+        .expect("health")
+        .to_string();
+    assert!(health == "retrying" || health == "connected", "{tools_v}");
     let s = until(&app.tools, "retrying", |s| {
         s.server("hello")
             .is_some_and(|h| h.health.as_str() == "retrying")
@@ -300,4 +317,59 @@ async fn a_downstream_down_at_start_connects_when_it_comes_up() {
     until(&app.tools, "connected late", |s| connected(s, "late")).await;
     app.tools.shutdown(LIMIT).await;
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_finishes_the_handshake_times_out() {
+    let mock = Mock::start().await;
+    let mcp = json!({"mcpServers": {"mute": {"command": "sleep", "args": ["1000"]}}});
+    let app = Setup::new(&mock)
+        .env("PATH", &std::env::var("PATH").unwrap_or_default())
+        .env("WOOLLAMA_MCP_CONNECT_TIMEOUT_SECS", "0.3")
+        .env("WOOLLAMA_MCP_RETRY_MAX_SECS", "0")
+        .mcp(&mcp.to_string())
+        .start()
+        .await;
+    let s = until(&app.tools, "failed", |s| {
+        s.server("mute")
+            .is_some_and(|m| m.health.as_str() == "failed")
+    })
+    .await;
+    let Health::Failed { reason } = &s.server("mute").expect("mute").health else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason,
+        "no MCP handshake and tool list within 0.3s (retry disabled)"
+    );
+    app.tools.shutdown(LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_the_whole_process_tree() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grandchild = dir.path().join("grandchild.pid");
+    // A grandchild that ignores stdin closing, as npm-launched trees can.
+    let script = format!(
+        "sleep 1000 < /dev/null > /dev/null 2>&1 & echo $! > '{}'; exec '{BIN}' example-server hello",
+        grandchild.display()
+    );
+    let mcp = json!({"mcpServers": {"tree": {"command": "sh", "args": ["-c", script]}}});
+    let app = Setup::new(&mock)
+        .env("PATH", &std::env::var("PATH").unwrap_or_default())
+        .mcp(&mcp.to_string())
+        .start()
+        .await;
+    until(&app.tools, "connected", |s| connected(s, "tree")).await;
+    let pid = std::fs::read_to_string(&grandchild).expect("pid");
+    assert!(running(&pid));
+    app.tools.shutdown(LIMIT).await;
+    // The grandchild is in the server's process group, which shutdown stops
+    // whole (init reaps it: it is not ours).
+    assert!(
+        !running(&pid),
+        "grandchild {} outlived shutdown",
+        pid.trim()
+    );
 }

@@ -360,3 +360,58 @@ async fn a_client_that_leaves_mid_recipe_cancels_the_upstream() {
         .expect("upstream not cancelled")
         .expect("signal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_streamer_answers_through_hello_streamed_and_not() {
+    // The bundled mcp.json and recipes.toml as shipped; only `ollama` points
+    // at the mock model.
+    let mock = Mock::start().await;
+    mock.push(Reply::Json(
+        StatusCode::OK,
+        tool_calls(&[("c1", "mcp__hello__count_to", json!({"n": 5}))]),
+    ));
+    mock.push(Reply::Json(StatusCode::OK, completion("Counted to 5.")));
+    mock.push(sse_tool_calls(
+        "",
+        &[("c2", "mcp__hello__count_to", json!({"n": 2}))],
+    ));
+    mock.push(sse(&["Counted ", "to 2."]));
+    let setup = Setup::new(&mock)
+        .env("WOOLLAMA_EXE", BIN)
+        .mcp(woollama::config::DEFAULT_MCP_JSON);
+    let app = setup.start().await;
+    ready(&app, &["hello", "textops"]).await;
+
+    let (status, v) = json(
+        app.post("/v1/chat/completions", json!({"model": "woollama/streamer", "messages": [{"role": "user", "content": "count to 5"}]}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, v["choices"][0]["message"]["content"].clone()),
+        (200, json!("Counted to 5."))
+    );
+    let reqs = mock.requests();
+    assert_eq!(reqs[0].body["model"], "qwen3:14b-iq4xs");
+    assert_eq!(
+        reqs[0].body["options"],
+        json!({"temperature": 0}),
+        "ollama's extra_body"
+    );
+    assert_eq!(reqs[1].body["messages"][3]["content"], "counted to 5");
+
+    let resp = app
+        .post("/v1/chat/completions", json!({"model": "woollama/streamer", "stream": true, "messages": [{"role": "user", "content": "count to 2"}]}))
+        .await;
+    let f = frames(&resp.text().await.expect("body"));
+    let text: String = f
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Counted to 2.");
+    assert_eq!(
+        mock.requests()[3].body["messages"][3]["content"],
+        "counted to 2"
+    );
+    app.tools.shutdown(LIMIT).await;
+}

@@ -179,15 +179,45 @@ impl ClientHandler for DownstreamClient {
 
 type Session = RunningService<RoleClient, DownstreamClient>;
 
+/// A live connection, and the process group of a stdio server.
+struct Connected {
+    session: Session,
+    tools: Vec<Tool>,
+    group: Option<u32>,
+}
+
+/// Stops whatever is left of a stdio server's process group once its session
+/// is over. The server itself has usually exited when stdin closed, but a
+/// child it started (an `npx` tree, a helper) may ignore that: SIGTERM the
+/// group, give it two seconds, then SIGKILL.
+async fn stop_group(server: &str, pgid: u32) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    let group = Pid::from_raw(raw);
+    if killpg(group, Signal::SIGTERM).is_err() {
+        return; // nobody left
+    }
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if killpg(group, None).is_err() {
+            return;
+        }
+    }
+    tracing::warn!(server, pgid, "processes ignored SIGTERM; killing the group");
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
 async fn connect(
     ds: &Downstream,
     env: &BTreeMap<String, String>,
     http: &reqwest::Client,
-) -> Result<(Session, Vec<Tool>), String> {
+) -> Result<Connected, String> {
     let handler = DownstreamClient {
         refresh: Arc::clone(&ds.refresh),
     };
     let name = ds.spec.name.clone();
+    let mut group = None;
     let session = match &ds.spec.transport {
         Transport::Stdio {
             command,
@@ -205,6 +235,8 @@ async fn connect(
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+            // The child leads its own group: its pid is the group id.
+            group = transport.id();
             if let Some(stderr) = stderr {
                 let server = name.clone();
                 tokio::spawn(async move {
@@ -236,12 +268,21 @@ async fn connect(
                 .map_err(|e| format!("MCP handshake failed: {e}"))?
         }
     };
-    let tools = session
-        .peer()
-        .list_all_tools()
-        .await
-        .map_err(|e| format!("tools/list failed: {e}"))?;
-    Ok((session, tools))
+    let tools = match session.peer().list_all_tools().await {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = session.cancel().await;
+            if let Some(g) = group {
+                stop_group(&name, g).await;
+            }
+            return Err(format!("tools/list failed: {e}"));
+        }
+    };
+    Ok(Connected {
+        session,
+        tools,
+        group,
+    })
 }
 
 /// Keeps one downstream connected until shutdown.
@@ -262,14 +303,22 @@ pub(super) async fn supervise(
             () = reg.shutdown.cancelled() => break,
         };
         let last_error = match attempt {
-            Ok(Ok((session, tools))) => {
+            Ok(Ok(Connected {
+                session,
+                tools,
+                group,
+            })) => {
                 tracing::info!(server = %name, tools = tools.len(), "downstream connected");
                 failures = 0;
                 delay = initial;
                 let peer = session.peer().clone();
                 ds.set(Health::Connected, Some(tools), Some(peer.clone()));
                 reg.publish();
-                match hold(&reg, &ds, session, &peer).await {
+                let held = hold(&reg, &ds, session, &peer).await;
+                if let Some(g) = group {
+                    stop_group(&name, g).await;
+                }
+                match held {
                     Held::Shutdown => break,
                     Held::Lost(why) => {
                         tracing::warn!(server = %name, "downstream lost: {why}");
