@@ -143,6 +143,17 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
     }
     let mut signals = Signals::new()?;
     let client = inference::build_client().map_err(Error::Client)?;
+
+    let tcp = bind_tcp(&settings.address).await?;
+    let addr = tcp.local_addr().map_err(|source| Error::Bind {
+        addr: settings.address.to_string(),
+        source,
+    })?;
+    let addr_file = settings.addr_file();
+    let wrote_addr = write_addr_file(&addr_file, addr);
+    let unix = socket::bind(&socket_path).map(socket::OwnedSocket::split);
+
+    // Only now that the listeners are ours are children started.
     // Downstreams connect in the background; requests are served meanwhile.
     let tools = ToolRegistry::start(
         &config.servers,
@@ -155,15 +166,6 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
         Registry::new(&config.inferencers, env, client),
         tools.clone(),
     );
-
-    let tcp = bind_tcp(&settings.address).await?;
-    let addr = tcp.local_addr().map_err(|source| Error::Bind {
-        addr: settings.address.to_string(),
-        source,
-    })?;
-    let addr_file = settings.addr_file();
-    let wrote_addr = write_addr_file(&addr_file, addr);
-    let unix = socket::bind(&socket_path).map(socket::OwnedSocket::split);
 
     let app = http::router(state);
     let tcp_app = http::with_surface_auth(app.clone(), settings.token.clone());
