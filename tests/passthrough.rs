@@ -408,31 +408,24 @@ async fn request_errors_are_openai_shaped() {
 async fn bodies_over_32_mib_are_refused_with_413() {
     let mock = Mock::start().await;
     let app = Setup::new(&mock).start().await;
-    let big = format!(
-        r#"{{"model": "mock/m", "pad": "{}"}}"#,
-        "x".repeat(33 * 1024 * 1024)
-    );
-    let resp = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .body(big)
-        .send()
-        .await
-        .expect("req");
-    expect_error(resp, 413, "invalid_request_error").await;
+    let send_padded = |mib: usize| {
+        let body = format!(
+            r#"{{"model": "mock/m", "pad": "{}"}}"#,
+            "x".repeat(mib * 1024 * 1024)
+        );
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .body(body)
+            .send()
+    };
+    expect_error(
+        send_padded(33).await.expect("req"),
+        413,
+        "invalid_request_error",
+    )
+    .await;
     // Just under the limit is accepted.
-    let ok = format!(
-        r#"{{"model": "mock/m", "pad": "{}"}}"#,
-        "x".repeat(31 * 1024 * 1024)
-    );
-    let resp = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .body(ok)
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(resp.status(), 200);
+    assert_eq!(send_padded(31).await.expect("req").status(), 200);
 }
 
 #[tokio::test]
