@@ -43,7 +43,7 @@ pub enum Command {
     Serve,
     /// Validate mcp.json, recipes.toml and inferencers.toml; binds and connects nothing.
     CheckConfig,
-    /// Serve MCP over stdio (not in this build yet).
+    /// Serve MCP over stdio: the recipes as prompts, `chat`, and every downstream's tools.
     Mcp,
     /// Run a bundled example MCP server over stdio (hello, textops).
     ExampleServer {
@@ -60,7 +60,7 @@ pub fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve_command(&env),
         Command::CheckConfig => check_config(&env),
-        Command::Mcp => not_yet("woollama mcp", "the MCP stdio surface"),
+        Command::Mcp => mcp_command(&env),
         Command::ExampleServer { name } => example_server(&name),
     }
 }
@@ -94,11 +94,6 @@ fn init_logging(format: LogFormat, env: &Env) {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
-}
-
-fn not_yet(command: &str, what: &str) -> ExitCode {
-    eprintln!("{command}: {what} is not part of this build of woollama yet");
-    ExitCode::from(2)
 }
 
 /// Runs a bundled example MCP server on stdio. stdout is the JSON-RPC
@@ -142,14 +137,16 @@ fn check_config(env: &Env) -> ExitCode {
     }
 }
 
-fn serve_command(env: &Env) -> ExitCode {
+/// Loads the config for a command that runs; `None` (after saying why on
+/// stderr) when it cannot mean anything.
+fn load_or_refuse(env: &Env) -> Option<config::Config> {
     let loaded = config::load(env);
     if loaded.diagnostics.has_fatal() {
         for d in loaded.diagnostics.of(Severity::Fatal) {
             eprintln!("woollama: {d}");
         }
         eprintln!("refusing to start. Run `woollama check-config` to verify a fix.");
-        return ExitCode::from(1);
+        return None;
     }
     for d in loaded.diagnostics.iter() {
         match d.severity {
@@ -157,17 +154,67 @@ fn serve_command(env: &Env) -> ExitCode {
             _ => tracing::info!("{d}"),
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    Some(loaded.config)
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(r) => r,
+        Ok(r) => Some(r),
         Err(e) => {
             eprintln!("woollama: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            None
         }
+    }
+}
+
+/// `woollama mcp`: the MCP surface on stdin/stdout (stdout carries only
+/// JSON-RPC; logs go to stderr). Downstreams connect in the background; the
+/// process ends when the client closes stdin.
+fn mcp_command(env: &Env) -> ExitCode {
+    let Some(config) = load_or_refuse(env) else {
+        return ExitCode::from(1);
     };
-    let result = runtime.block_on(serve::run(Arc::new(loaded.config), env));
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(1);
+    };
+    let result = runtime.block_on(async {
+        let client = crate::inference::build_client()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let config = Arc::new(config);
+        let tools = crate::tools::ToolRegistry::start(
+            &config.servers,
+            crate::tools::McpSettings::from(&config.settings),
+            env,
+            client.clone(),
+        );
+        let inference = crate::inference::Registry::new(&config.inferencers, env, client);
+        let state = crate::http::AppState::new(Arc::clone(&config), inference, tools.clone());
+        let served = crate::mcp_surface::serve_stdio(state.clone()).await;
+        state.shutdown.cancel();
+        tools.shutdown(std::time::Duration::from_secs(10)).await;
+        served
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("woollama mcp: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve_command(env: &Env) -> ExitCode {
+    let Some(config) = load_or_refuse(env) else {
+        return ExitCode::from(1);
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(1);
+    };
+    let result = runtime.block_on(serve::run(Arc::new(config), env));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,

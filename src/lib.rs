@@ -8,7 +8,7 @@
 //! # Layout
 //!
 //! Data flows one way: [`cli`] → [`config`] → ([`inference`], [`tools`]) →
-//! [`orchestrate`] → [`http`], with
+//! [`orchestrate`] → ([`http`], [`mcp_surface`]), with
 //! [`serve`] owning the listeners. [`routing`] and [`config`] know nothing of
 //! axum.
 //!
@@ -19,6 +19,7 @@
 //! - [`http`]: the axum router, one file per route family, the error type.
 //! - [`serve`]: TCP and Unix-socket listeners, the banner, shutdown.
 //! - [`orchestrate`]: the recipe loop, as a stream of events.
+//! - [`mcp_surface`]: woollama as an MCP server (stdio and `/mcp`).
 //! - [`tools`]: the MCP client side: downstream connections, health, wire names.
 //! - [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
@@ -27,6 +28,7 @@ pub mod config;
 pub mod examples;
 pub mod http;
 pub mod inference;
+pub mod mcp_surface;
 pub mod orchestrate;
 pub mod routing;
 pub mod serve;

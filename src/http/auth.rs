@@ -6,23 +6,63 @@
 //! - Without a token, only loopback peers are served; hostnames are never
 //!   resolved.
 //!
+//! - A request carrying an `Origin` header that is not local (a web page in
+//!   the user's browser) is refused with 403, token or not: woollama accepts
+//!   any content type for JSON, so without this a page could POST to it
+//!   without a CORS preflight. Non-browser clients send no `Origin`.
+//!
 //! The Unix socket carries no auth layer: its 0600 mode is the boundary. The
 //! layer never reads bodies, so streams pass through untouched.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::config::Secret;
 
-/// The token the TCP surface requires, if any.
+/// The token the TCP surface requires, if any, and the hosts a browser
+/// `Origin` may name.
 #[derive(Debug, Clone)]
 pub struct SurfaceAuth {
     pub token: Option<Secret>,
+    /// Hosts besides loopback (the configured `WOOLLAMA_ADDRESS` host).
+    extra_hosts: Vec<String>,
+}
+
+impl SurfaceAuth {
+    pub fn new(token: Option<Secret>, settings: &crate::config::Settings) -> Self {
+        let mut extra_hosts = Vec::new();
+        if settings.address_explicit {
+            extra_hosts.push(match &settings.address.host {
+                crate::config::settings::BindHost::Ip(ip) => ip.to_string(),
+                crate::config::settings::BindHost::Name(n) => n.to_ascii_lowercase(),
+            });
+        }
+        Self { token, extra_hosts }
+    }
+}
+
+/// Whether a browser `Origin` is this machine (or the configured host).
+fn origin_allowed(origin: &str, extra_hosts: &[String]) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false; // "null", or garbage
+    };
+    if !matches!(scheme, "http" | "https") {
+        return false;
+    }
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        rest.rsplit_once(':').map_or(rest, |(h, _)| h)
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok_and(is_loopback)
+        || extra_hosts.contains(&host)
 }
 
 pub use crate::config::settings::is_loopback_ip as is_loopback;
@@ -31,11 +71,30 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The middleware.
 pub async fn require(State(auth): State<SurfaceAuth>, req: Request, next: Next) -> Response {
+    if let Err(e) = check_origin(&auth, &req) {
+        return e.into_response();
+    }
     match check(&auth, &req) {
         Ok(()) => next.run(req).await,
         Err(reason) => ApiError::Unauthorized(reason).into_response(),
+    }
+}
+
+/// The middleware.
+fn check_origin(auth: &SurfaceAuth, req: &Request) -> Result<(), ApiError> {
+    match req.headers().get(ORIGIN) {
+        None => Ok(()),
+        Some(o) => {
+            let origin = o.to_str().unwrap_or("");
+            if origin_allowed(origin, &auth.extra_hosts) {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(format!(
+                    "forbidden: requests from the web page at {origin:?} are refused; woollama serves local clients"
+                )))
+            }
+        }
     }
 }
 
@@ -71,6 +130,28 @@ mod tests {
         assert!(is_loopback("::ffff:127.0.0.1".parse().expect("ip")));
         assert!(!is_loopback("::ffff:10.0.0.1".parse().expect("ip")));
         assert!(!is_loopback("192.168.1.2".parse().expect("ip")));
+    }
+
+    #[test]
+    fn origins() {
+        let extra = vec!["my-box.lan".to_string()];
+        for ok in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "https://[::1]:8443",
+            "http://MY-BOX.lan:9",
+        ] {
+            assert!(origin_allowed(ok, &extra), "{ok}");
+        }
+        for bad in [
+            "null",
+            "https://evil.example",
+            "http://127.0.0.1.evil.example",
+            "file://",
+            "chrome-extension://abc",
+        ] {
+            assert!(!origin_allowed(bad, &extra), "{bad}");
+        }
     }
 
     #[test]

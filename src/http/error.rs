@@ -25,6 +25,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotImplemented(String),
     #[error("{0}")]
     Server(String),
@@ -53,6 +55,7 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error")
             }
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "authentication_error"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "permission_error"),
             ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             ApiError::Server(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "server_error"),

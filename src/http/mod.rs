@@ -21,6 +21,8 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::routing::{get, post};
 
 use crate::config::{Config, Secret};
+use tokio_util::sync::CancellationToken;
+
 use crate::inference::Registry;
 use crate::tools::ToolRegistry;
 use error::ApiError;
@@ -34,6 +36,11 @@ pub struct AppState {
     pub tools: ToolRegistry,
     /// Process start, seconds since the epoch (the `created` of listed models).
     pub started: u64,
+    /// Cancelled when the daemon shuts down: long-lived streams (MCP SSE)
+    /// end so the drain does not wait on them.
+    pub shutdown: CancellationToken,
+    /// MCP clients connected to `/mcp` (and stdio), for `list_changed`.
+    pub mcp_clients: crate::mcp_surface::Clients,
 }
 
 impl AppState {
@@ -43,13 +50,29 @@ impl AppState {
             inference,
             tools,
             started: crate::inference::ollama::now(),
+            shutdown: CancellationToken::new(),
+            mcp_clients: crate::mcp_surface::Clients::default(),
         }
     }
 }
 
-/// The routes, without auth.
+/// The routes for the TCP listener (without auth: see [`with_surface_auth`]).
+/// `/mcp` accepts loopback `Host` headers and the configured address's host.
 pub fn router(state: AppState) -> Router {
+    let hosts = crate::mcp_surface::HostCheck::for_tcp(&state);
+    build(state, hosts)
+}
+
+/// The routes for the Unix socket: no browser can reach it, so `/mcp` does
+/// not check `Host`.
+pub fn unix_router(state: AppState) -> Router {
+    build(state, crate::mcp_surface::HostCheck::Off)
+}
+
+fn build(state: AppState, hosts: crate::mcp_surface::HostCheck) -> Router {
+    let mcp = crate::mcp_surface::http_service(&state, &state.mcp_clients, hosts);
     Router::new()
+        .nest_service("/mcp", mcp)
         .route("/v1/models", get(models::list))
         .route("/v1/tools", get(tools::list))
         .route("/v1/chat/completions", post(chat::chat_completions))
@@ -61,17 +84,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The routes behind surface auth, for the TCP listener.
-pub fn with_surface_auth(router: Router, token: Option<Secret>) -> Router {
+/// The routes behind surface auth, for the TCP listener: the token rule, and
+/// requests from web pages (an `Origin` that is not local) refused.
+pub fn with_surface_auth(
+    router: Router,
+    token: Option<Secret>,
+    settings: &crate::config::Settings,
+) -> Router {
     router.layer(axum::middleware::from_fn_with_state(
-        auth::SurfaceAuth { token },
+        auth::SurfaceAuth::new(token, settings),
         auth::require,
     ))
 }
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
-        "no route for {} {} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/embeddings, /v1/images/generations)",
+        "no route for {} {} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/embeddings, /v1/images/generations, /mcp)",
         req.method(),
         req.uri().path()
     ))

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::settings::{BindHost, BindTarget};
 use crate::config::{Config, Env};
@@ -167,9 +166,10 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
         tools.clone(),
     );
 
-    let app = http::router(state);
-    let tcp_app = http::with_surface_auth(app.clone(), settings.token.clone());
-    let shutdown = CancellationToken::new();
+    crate::mcp_surface::spawn_list_changed(&state, state.mcp_clients.clone());
+    let shutdown = state.shutdown.clone();
+    let unix_app = http::unix_router(state.clone());
+    let tcp_app = http::with_surface_auth(http::router(state), settings.token.clone(), settings);
     let mut servers = JoinSet::new();
     servers.spawn(
         axum::serve(
@@ -182,7 +182,7 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
     let guard = match unix {
         Some((listener, guard)) => {
             servers.spawn(
-                axum::serve(listener, app.into_make_service())
+                axum::serve(listener, unix_app.into_make_service())
                     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                     .into_future(),
             );

@@ -142,10 +142,7 @@ impl Downstream {
             Err(_) => Err(Error::Timeout { after: timeout }),
             Ok(Ok(CallToolResponse::Complete(r))) => Ok(r),
             Ok(Ok(_)) => Err(Error::InputRequired { server, tool }),
-            Ok(Err(ServiceError::McpError(e))) => Err(Error::Protocol {
-                server,
-                detail: e.message.to_string(),
-            }),
+            Ok(Err(ServiceError::McpError(error))) => Err(Error::Protocol { server, error }),
             Ok(Err(e)) => {
                 tracing::warn!(server = %server, error = %e, "a call failed at the transport; reconnecting");
                 self.reconnect.notify_one();

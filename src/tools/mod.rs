@@ -194,8 +194,13 @@ pub enum Error {
     Timeout { after: Duration },
     #[error("server '{server}' failed during the call: {detail}")]
     Transport { server: String, detail: String },
-    #[error("server '{server}' refused the call: {detail}")]
-    Protocol { server: String, detail: String },
+    /// The downstream answered with a JSON-RPC error (kept whole, so the
+    /// MCP surface can forward it as it came).
+    #[error("server '{server}' refused the call: {}", .error.message)]
+    Protocol {
+        server: String,
+        error: rmcp::ErrorData,
+    },
     #[error(
         "tool '{tool}' on server '{server}' asked for more input, which woollama does not provide"
     )]

@@ -60,6 +60,8 @@ struct Inner {
     requests: Mutex<Vec<Recorded>>,
     models: Mutex<Vec<String>>,
     stall_models: Mutex<bool>,
+    /// Notified whenever a request is recorded.
+    arrived: Notify,
 }
 
 /// A running mock upstream.
@@ -108,6 +110,19 @@ impl Mock {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.requests.lock().expect("lock").clone()
+    }
+
+    /// Waits until at least `n` requests have arrived.
+    pub async fn wait_for_requests(&self, n: usize) {
+        loop {
+            let notified = self.inner.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.requests().len() >= n {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The one request received; panics if there were more or none.
@@ -260,6 +275,7 @@ async fn answer(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         headers: parts.headers.clone(),
         body: json,
     });
+    inner.arrived.notify_waiters();
     let reply = inner.script.lock().expect("lock").pop_front();
     match reply.unwrap_or_else(|| Reply::Json(StatusCode::OK, completion("default answer"))) {
         Reply::Json(status, v) => (status, axum::Json(v)).into_response(),

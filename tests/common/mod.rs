@@ -118,7 +118,12 @@ impl Setup {
             build_client().expect("client"),
         );
         let state = AppState::new(Arc::clone(&config), registry, tools.clone());
-        let app = http::with_surface_auth(http::router(state), config.settings.token.clone());
+        woollama::mcp_surface::spawn_list_changed(&state, state.mcp_clients.clone());
+        let app = http::with_surface_auth(
+            http::router(state),
+            config.settings.token.clone(),
+            &config.settings,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -1,0 +1,466 @@
+//! woollama as an MCP server, driven by real clients: rmcp's client over
+//! Streamable HTTP (`/mcp` and `/mcp/`) and over stdio (`woollama mcp`, the
+//! real binary); raw HTTP for the Host and Origin checks. Downstreams are
+//! the bundled `hello` and the rmcp HTTP fixture; the model is the mock.
+#![expect(
+    deprecated,
+    reason = "the chat tool's steps arrive as MCP logging messages (deprecated by SEP-2577)"
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fixture::Fixture;
+use common::mock::{Gate, Mock, Reply, completion, sse_chunks, tool_calls};
+use common::{Setup, TestApp};
+use reqwest::StatusCode;
+use rmcp::model::{
+    CallToolRequestParams, GetPromptRequestParams, LoggingMessageNotificationParam, NumberOrString,
+    ProgressNotificationParam, ProgressToken, RequestMetaObject,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceError, ServiceExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use woollama::tools::Health;
+
+const BIN: &str = env!("CARGO_BIN_EXE_woollama");
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// What a client hears besides answers.
+#[derive(Debug)]
+enum Heard {
+    Progress(ProgressNotificationParam),
+    Log(LoggingMessageNotificationParam),
+    ToolsChanged,
+}
+
+#[derive(Clone)]
+struct Listener(mpsc::UnboundedSender<Heard>);
+
+impl ClientHandler for Listener {
+    async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
+        let _ = self.0.send(Heard::Progress(p));
+    }
+    async fn on_logging_message(
+        &self,
+        p: LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(Heard::Log(p));
+    }
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.0.send(Heard::ToolsChanged);
+    }
+}
+
+type Client = RunningService<RoleClient, Listener>;
+
+async fn connect_http(app: &TestApp, path: &str) -> (Client, mpsc::UnboundedReceiver<Heard>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let config = StreamableHttpClientTransportConfig::with_uri(app.url(path));
+    let transport = StreamableHttpClientTransport::with_client(
+        woollama::inference::build_client().expect("client"),
+        config,
+    );
+    let client = Listener(tx)
+        .serve(transport)
+        .await
+        .expect("MCP initialize over HTTP");
+    (client, rx)
+}
+
+fn obj(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+const RECIPES: &str = r#"
+[recipes.counter]
+inferencer = "mock/m"
+system = "Count when asked. Speak {{lang}}."
+tools = ["hello.count_to"]
+[recipes.counter.variables.lang]
+default = "English"
+description = "the language to answer in"
+
+[recipes.plain]
+inferencer = "mock/m"
+system = "Be brief."
+"#;
+
+async fn app(mock: &Mock, extra: Value) -> TestApp {
+    let mut servers = json!({"hello": {"command": BIN, "args": ["example-server", "hello"]}});
+    if let (Value::Object(a), Value::Object(b)) = (&mut servers, extra) {
+        a.extend(b);
+    }
+    let app = Setup::new(mock)
+        .mcp(&json!({"mcpServers": servers}).to_string())
+        .recipes(RECIPES)
+        .start()
+        .await;
+    let names: Vec<String> = app.config.servers.iter().map(|s| s.name.clone()).collect();
+    let ready = tokio::time::timeout(
+        LIMIT,
+        app.tools.wait_for(|s| {
+            names
+                .iter()
+                .all(|n| s.server(n).is_some_and(|x| x.health == Health::Connected))
+        }),
+    )
+    .await;
+    assert!(
+        matches!(ready, Ok(Some(_))),
+        "downstreams not connected: {:#?}",
+        app.tools.snapshot()
+    );
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_surface_carries_recipes_chat_and_downstream_tools() {
+    let mock = Mock::start().await;
+    let app = app(&mock, json!({})).await;
+    let (client, mut heard) = connect_http(&app, "/mcp").await;
+
+    let info = client.peer_info().expect("server info");
+    let server = info.server_info.as_ref().expect("identity");
+    assert_eq!(
+        (server.name.as_str(), server.version.as_str()),
+        ("woollama", env!("CARGO_PKG_VERSION"))
+    );
+    let caps = &info.capabilities;
+    assert_eq!(caps.tools.as_ref().and_then(|t| t.list_changed), Some(true));
+    assert_eq!(
+        caps.prompts.as_ref().and_then(|p| p.list_changed),
+        Some(true)
+    );
+    assert!(caps.logging.is_some());
+
+    // Tools: chat first, then the downstream's under wire names, schemas verbatim.
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        vec!["chat", "mcp__hello__count_to", "mcp__hello__hello"]
+    );
+    let chat_out =
+        Value::Object((**tools[0].output_schema.as_ref().expect("chat output schema")).clone());
+    assert_eq!(chat_out["required"], json!(["result"]));
+    assert_eq!(chat_out["x-fastmcp-wrap-result"], true);
+    let count_out = Value::Object(
+        (**tools[1]
+            .output_schema
+            .as_ref()
+            .expect("forwarded output schema"))
+        .clone(),
+    );
+    assert_eq!(count_out["properties"]["count"]["type"], "integer");
+
+    // A re-exported call: the downstream's result, verbatim.
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("mcp__hello__count_to").with_arguments(obj(json!({"n": 2}))),
+        )
+        .await
+        .expect("proxied call");
+    assert_eq!(r.structured_content, Some(json!({"count": 2})));
+    assert_eq!(
+        r.content[0].as_text().map(|t| t.text.as_str()),
+        Some("counted to 2")
+    );
+    // An unknown tool is a protocol error.
+    match client
+        .call_tool(CallToolRequestParams::new("mcp__nope__x"))
+        .await
+    {
+        Err(ServiceError::McpError(e)) => {
+            assert!(e.message.contains("unknown tool 'mcp__nope__x'"), "{e:?}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+
+    // Recipes as prompts, with their variables as arguments.
+    let prompts = client.list_all_prompts().await.expect("prompts/list");
+    let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["counter", "plain"]);
+    let args = prompts[0]
+        .arguments
+        .as_ref()
+        .expect("counter has an argument");
+    assert_eq!(args[0].name, "lang");
+    assert_eq!(
+        args[0].description.as_deref(),
+        Some("the language to answer in")
+    );
+    assert!(prompts[1].arguments.is_none());
+    let mut get = GetPromptRequestParams::new("counter");
+    get.arguments = Some(obj(json!({"lang": "French"})));
+    let p = client.get_prompt(get).await.expect("prompts/get");
+    assert_eq!(p.messages.len(), 1);
+    assert_eq!(
+        serde_json::to_value(&p.messages[0]).expect("json"),
+        json!({"role": "user", "content": {"type": "text", "text": "Count when asked. Speak French."}})
+    );
+    assert!(matches!(
+        client.get_prompt(GetPromptRequestParams::new("nope")).await,
+        Err(ServiceError::McpError(_))
+    ));
+
+    // chat runs the recipe, reporting each tool step.
+    mock.push(Reply::Json(
+        StatusCode::OK,
+        tool_calls(&[("c1", "mcp__hello__count_to", json!({"n": 3}))]),
+    ));
+    mock.push(Reply::Json(StatusCode::OK, completion("I counted to 3.")));
+    let mut meta = RequestMetaObject::default();
+    meta.set_progress_token(ProgressToken(NumberOrString::String("chat-1".into())));
+    let mut call = CallToolRequestParams::new("chat").with_arguments(obj(
+        json!({"recipe": "counter", "messages": [{"role": "user", "content": "count to 3"}]}),
+    ));
+    call.meta = Some(meta);
+    let r = client.call_tool(call).await.expect("chat");
+    assert_eq!(r.is_error, Some(false));
+    assert_eq!(
+        r.content[0].as_text().map(|t| t.text.as_str()),
+        Some("I counted to 3.")
+    );
+    assert_eq!(
+        r.structured_content,
+        Some(json!({"result": "I counted to 3."}))
+    );
+    let mut progress = Vec::new();
+    let mut logs = Vec::new();
+    while progress.len() < 2 || logs.len() < 2 {
+        match tokio::time::timeout(LIMIT, heard.recv())
+            .await
+            .expect("notifications")
+            .expect("open")
+        {
+            Heard::Progress(p) => progress.push(p),
+            Heard::Log(l) => logs.push(l),
+            Heard::ToolsChanged => {}
+        }
+    }
+    assert_eq!(
+        progress[0].message.as_deref(),
+        Some("→ mcp__hello__count_to({\"n\":3})")
+    );
+    assert_eq!(
+        progress[1].message.as_deref(),
+        Some("← mcp__hello__count_to: ok")
+    );
+    assert_eq!(progress[1].progress, 2.0);
+    assert_eq!(logs[0].data, json!("→ mcp__hello__count_to({\"n\":3})"));
+    assert_eq!(logs[1].data, json!("← mcp__hello__count_to: ok"));
+
+    // Failures are tool-level errors.
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("chat")
+                .with_arguments(obj(json!({"model": "woollama/nope", "messages": []}))),
+        )
+        .await
+        .expect("a tool error, not a protocol error");
+    assert_eq!(r.is_error, Some(true));
+    assert_eq!(
+        r.content[0].as_text().map(|t| t.text.as_str()),
+        Some("unknown recipe 'nope'")
+    );
+
+    // A second, concurrent session on /mcp/ shares the same registry.
+    let (second, _) = connect_http(&app, "/mcp/").await;
+    let again = second
+        .call_tool(
+            CallToolRequestParams::new("mcp__hello__hello")
+                .with_arguments(obj(json!({"name": "two"}))),
+        )
+        .await
+        .expect("second session");
+    assert_eq!(
+        again.content[0].as_text().map(|t| t.text.as_str()),
+        Some("Hello, two!")
+    );
+    second.cancel().await.expect("close");
+    client.cancel().await.expect("close");
+    app.tools.shutdown(LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstream_roster_change_reaches_mcp_clients() {
+    let fixture = Fixture::default();
+    let (addr, stop) = fixture.start().await;
+    let mock = Mock::start().await;
+    let app = app(&mock, json!({"fx": {"url": format!("http://{addr}/mcp")}})).await;
+    let (client, mut heard) = connect_http(&app, "/mcp").await;
+    let before = client.list_all_tools().await.expect("tools").len();
+    fixture.add_tool().await;
+    loop {
+        match tokio::time::timeout(LIMIT, heard.recv())
+            .await
+            .expect("list_changed")
+            .expect("open")
+        {
+            Heard::ToolsChanged => break,
+            _ => continue,
+        }
+    }
+    let after = client.list_all_tools().await.expect("tools");
+    assert_eq!(after.len(), before + 1);
+    assert!(after.iter().any(|t| t.name == "mcp__fx__added"));
+    client.cancel().await.expect("close");
+    app.tools.shutdown(LIMIT).await;
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_cancels_chat_cancels_the_upstream() {
+    let mock = Mock::start().await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // The model's answer never finishes.
+    mock.push(Reply::Stream {
+        content_type: "application/json",
+        chunks: sse_chunks(&["a", "b"]),
+        gate: Some(Gate {
+            hold_after: 1,
+            release: Arc::new(tokio::sync::Notify::new()),
+            dropped: Some(tx),
+        }),
+    });
+    let app = app(&mock, json!({})).await;
+    let (client, _) = connect_http(&app, "/mcp").await;
+    let peer = client.peer().clone();
+    let call = tokio::spawn(async move {
+        peer.call_tool_once(
+            CallToolRequestParams::new("chat")
+                .with_arguments(obj(json!({"recipe": "plain", "messages": []}))),
+        )
+        .await
+    });
+    // Wait until the model request is in flight, then the client goes away.
+    tokio::time::timeout(LIMIT, mock.wait_for_requests(1))
+        .await
+        .expect("the model was never asked");
+    // Aborting the call makes the client send notifications/cancelled.
+    call.abort();
+    tokio::time::timeout(LIMIT, rx)
+        .await
+        .expect("the upstream was not cancelled")
+        .expect("signal");
+    drop(client);
+    app.tools.shutdown(LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn woollama_mcp_serves_over_stdio() {
+    let mock = Mock::start().await;
+    mock.push(Reply::Json(StatusCode::OK, completion("brief answer")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("inferencers.toml"),
+        format!("[inferencers.mock]\nbase_url = \"{}\"\n", mock.base_url()),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("recipes.toml"), RECIPES).expect("write");
+    std::fs::write(
+        dir.path().join("mcp.json"),
+        json!({"mcpServers": {"hello": {"command": BIN, "args": ["example-server", "hello"]}}})
+            .to_string(),
+    )
+    .expect("write");
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("mcp")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("WOOLLAMA_CONFIG_DIR", dir.path())
+        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+        .env("RUST_LOG", "info");
+    let (tx, mut heard) = mpsc::unbounded_channel();
+    let client = Listener(tx)
+        .serve(TokioChildProcess::new(cmd).expect("spawn"))
+        .await
+        .expect("initialize over stdio");
+    assert_eq!(
+        client
+            .peer_info()
+            .and_then(|i| i.server_info.clone())
+            .map(|s| s.name),
+        Some("woollama".into())
+    );
+    let r = client
+        .call_tool(CallToolRequestParams::new("chat").with_arguments(obj(
+            json!({"recipe": "plain", "messages": [{"role": "user", "content": "hi"}]}),
+        )))
+        .await
+        .expect("chat over stdio");
+    assert_eq!(
+        r.structured_content,
+        Some(json!({"result": "brief answer"}))
+    );
+    // The downstream connects in the background: its tools are listed
+    // already, or announced with list_changed when it connects.
+    let has_hello =
+        |tools: &[rmcp::model::Tool]| tools.iter().any(|t| t.name == "mcp__hello__count_to");
+    if !has_hello(&client.list_all_tools().await.expect("tools")) {
+        loop {
+            match tokio::time::timeout(LIMIT, heard.recv())
+                .await
+                .expect("list_changed")
+                .expect("open")
+            {
+                Heard::ToolsChanged => break,
+                _ => continue,
+            }
+        }
+        assert!(has_hello(&client.list_all_tools().await.expect("tools")));
+    }
+    client.cancel().await.expect("close");
+    assert!(
+        !dir.path().join("run").exists(),
+        "woollama mcp binds no socket"
+    );
+}
+
+#[tokio::test]
+async fn web_pages_and_foreign_hosts_are_refused() {
+    let mock = Mock::start().await;
+    let app = Setup::new(&mock).start().await;
+    // A browser page elsewhere: refused on every TCP route.
+    let resp = app
+        .client
+        .get(app.url("/v1/models"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .expect("req");
+    let msg = common::expect_error(resp, 403, "permission_error").await;
+    assert!(msg.contains("evil.example"), "{msg}");
+    // A local page is fine.
+    let resp = app
+        .client
+        .get(app.url("/v1/models"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(resp.status(), 200);
+    // A rebound DNS name pointing at 127.0.0.1 is refused by /mcp's Host check.
+    let resp = app
+        .client
+        .post(app.url("/mcp"))
+        .header("host", "rebound.evil.example")
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(resp.status(), 403);
+}
