@@ -1,18 +1,20 @@
 //! woollama: one daemon between AI clients and AI backends.
 //!
-//! Clients speak the OpenAI HTTP API (and, later, MCP); behind woollama are
+//! Clients speak the OpenAI HTTP API or MCP; behind woollama are
 //! OpenAI-compatible inference servers and MCP tool servers. The model field
 //! is the address: `<provider>/<model>` passes through to an inferencer,
-//! `woollama/<recipe>` runs a recipe.
+//! `woollama/<recipe>` runs a recipe (a system prompt, a model and a tool
+//! allow-list) with the tool loop out of sight.
 //!
 //! # Layout
 //!
 //! Data flows one way: [`cli`] → [`config`] → ([`inference`], [`tools`]) →
 //! [`orchestrate`] → ([`http`], [`mcp_surface`]), with
-//! [`serve`] owning the listeners. [`routing`] and [`config`] know nothing of
-//! axum.
+//! [`serve`] owning the listeners. [`routing`], [`config`] and [`orchestrate`]
+//! know nothing of axum or rmcp's server side.
 //!
-//! - [`cli`]: argument parsing and the commands (`serve`, `check-config`).
+//! - [`cli`]: argument parsing and the commands (`serve`, `mcp`,
+//!   `check-config`, `example-server`).
 //! - [`config`]: the three config files, `${VAR}` expansion, validation.
 //! - [`routing`]: a `model` string → a route. Pure.
 //! - [`inference`]: the inferencer registry and the upstream calls.

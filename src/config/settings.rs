@@ -198,6 +198,15 @@ impl Settings {
         }
     }
 
+    /// The host named by an explicit `WOOLLAMA_ADDRESS` (lowercased), which
+    /// browsers' `Origin` and `/mcp`'s `Host` may then use besides loopback.
+    pub fn explicit_host(&self) -> Option<String> {
+        self.address_explicit.then(|| match &self.address.host {
+            BindHost::Ip(ip) => ip.to_string(),
+            BindHost::Name(n) => n.to_ascii_lowercase(),
+        })
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.runtime_dir.join("woollama.sock")
     }

@@ -35,14 +35,10 @@ pub struct SurfaceAuth {
 
 impl SurfaceAuth {
     pub fn new(token: Option<Secret>, settings: &crate::config::Settings) -> Self {
-        let mut extra_hosts = Vec::new();
-        if settings.address_explicit {
-            extra_hosts.push(match &settings.address.host {
-                crate::config::settings::BindHost::Ip(ip) => ip.to_string(),
-                crate::config::settings::BindHost::Name(n) => n.to_ascii_lowercase(),
-            });
+        Self {
+            token,
+            extra_hosts: settings.explicit_host().into_iter().collect(),
         }
-        Self { token, extra_hosts }
     }
 }
 

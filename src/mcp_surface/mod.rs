@@ -243,16 +243,13 @@ impl HostCheck {
             "127.0.0.1".to_string(),
             "::1".to_string(),
         ];
-        let s = &state.config.settings;
-        if s.address_explicit {
-            let host = match &s.address.host {
-                crate::config::settings::BindHost::Ip(ip) => ip.to_string(),
-                crate::config::settings::BindHost::Name(n) => n.clone(),
-            };
-            if !hosts.contains(&host) {
-                hosts.push(host);
-            }
-        }
+        hosts.extend(
+            state
+                .config
+                .settings
+                .explicit_host()
+                .filter(|h| !hosts.contains(h)),
+        );
         HostCheck::Loopback(hosts)
     }
 }
