@@ -300,19 +300,30 @@ fn request_body(p: &Prepared) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
-async fn plain_turn(p: &Prepared, inference: &inference::Registry) -> Result<Value, Error> {
+/// Sends one turn upstream; the status is checked before this returns.
+async fn send_turn(
+    p: &Prepared,
+    inference: &inference::Registry,
+    streaming: bool,
+) -> Result<reqwest::Response, Error> {
     let timeout = inference.timeouts().chat;
-    let url = p.inf.url("chat/completions");
-    let resp = openai::post(
+    let body = request_body(p);
+    Ok(openai::post(
         inference.client(),
         &p.inf,
         "chat/completions",
         None,
-        request_body(p),
+        body,
         timeout,
-        false,
+        streaming,
     )
-    .await?;
+    .await?)
+}
+
+async fn plain_turn(p: &Prepared, inference: &inference::Registry) -> Result<Value, Error> {
+    let timeout = inference.timeouts().chat;
+    let url = p.inf.url("chat/completions");
+    let resp = send_turn(p, inference, false).await?;
     let bytes = openai::read_body(&p.inf, &url, resp, timeout).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Error::Inference(inference::Error::BadResponse {
@@ -328,16 +339,7 @@ async fn streamed_turn(
     tx: &Tx,
 ) -> Result<Value, Error> {
     let timeout = inference.timeouts().chat;
-    let resp = openai::post(
-        inference.client(),
-        &p.inf,
-        "chat/completions",
-        None,
-        request_body(p),
-        timeout,
-        true,
-    )
-    .await?;
+    let resp = send_turn(p, inference, true).await?;
     let mut body = Box::pin(openai::relay(&p.inf, resp, timeout));
     let mut lines = sse::DataLines::default();
     let mut turn = sse::Assembler::default();
