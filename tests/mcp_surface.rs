@@ -60,6 +60,19 @@ impl ClientHandler for Listener {
 
 type Client = RunningService<RoleClient, Listener>;
 
+/// Waits (bounded) for `notifications/tools/list_changed`, skipping anything else heard.
+async fn until_tools_changed(heard: &mut mpsc::UnboundedReceiver<Heard>) {
+    loop {
+        let h = tokio::time::timeout(LIMIT, heard.recv())
+            .await
+            .expect("list_changed")
+            .expect("open");
+        if matches!(h, Heard::ToolsChanged) {
+            return;
+        }
+    }
+}
+
 async fn connect_http(app: &TestApp, path: &str) -> (Client, mpsc::UnboundedReceiver<Heard>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let config = StreamableHttpClientTransportConfig::with_uri(app.url(path));
@@ -301,16 +314,7 @@ async fn a_downstream_roster_change_reaches_mcp_clients() {
     let (client, mut heard) = connect_http(&app, "/mcp").await;
     let before = client.list_all_tools().await.expect("tools").len();
     fixture.add_tool().await;
-    loop {
-        match tokio::time::timeout(LIMIT, heard.recv())
-            .await
-            .expect("list_changed")
-            .expect("open")
-        {
-            Heard::ToolsChanged => break,
-            _ => continue,
-        }
-    }
+    until_tools_changed(&mut heard).await;
     let after = client.list_all_tools().await.expect("tools");
     assert_eq!(after.len(), before + 1);
     assert!(after.iter().any(|t| t.name == "mcp__fx__added"));
@@ -409,16 +413,7 @@ async fn woollama_mcp_serves_over_stdio() {
     let has_hello =
         |tools: &[rmcp::model::Tool]| tools.iter().any(|t| t.name == "mcp__hello__count_to");
     if !has_hello(&client.list_all_tools().await.expect("tools")) {
-        loop {
-            match tokio::time::timeout(LIMIT, heard.recv())
-                .await
-                .expect("list_changed")
-                .expect("open")
-            {
-                Heard::ToolsChanged => break,
-                _ => continue,
-            }
-        }
+        until_tools_changed(&mut heard).await;
         assert!(has_hello(&client.list_all_tools().await.expect("tools")));
     }
     client.cancel().await.expect("close");
