@@ -187,6 +187,7 @@ fn mcp_command(env: &Env) -> ExitCode {
         let tools = crate::tools::ToolRegistry::start(
             &config.servers,
             crate::tools::McpSettings::from(&config.settings),
+            crate::mcp_surface::reserved(&config),
             env,
             client.clone(),
         );

@@ -25,6 +25,10 @@ use super::expand::{KeyPath, expand_json};
 pub struct ServerSpec {
     pub name: String,
     pub transport: Transport,
+    /// `"prefix": false`: the server's tools and prompts are exposed under
+    /// their own names and its resources under their own URIs, instead of
+    /// `mcp__<server>__<name>` and `woollama://<server>/<uri>`.
+    pub prefix: bool,
 }
 
 #[derive(Clone)]
@@ -88,7 +92,7 @@ pub struct McpConfig {
     pub skipped: Vec<String>,
 }
 
-const SERVER_KEYS: &[&str] = &["command", "args", "env", "url", "headers", "type"];
+const SERVER_KEYS: &[&str] = &["command", "args", "env", "url", "headers", "type", "prefix"];
 
 /// Parses and validates `mcp.json` text. `file` is how the file is named in
 /// messages.
@@ -289,9 +293,25 @@ fn server(
             http(url, map, file, path, diags)?
         }
     };
+    let prefix = match map.get("prefix") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            diags.error(
+                file,
+                &path.key("prefix"),
+                format!(
+                    "expected true or false, found {}; server skipped",
+                    json_kind(other)
+                ),
+            );
+            return None;
+        }
+    };
     Some(ServerSpec {
         name: name.to_string(),
         transport,
+        prefix,
     })
 }
 

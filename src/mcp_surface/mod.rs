@@ -1,45 +1,81 @@
 //! woollama as an MCP server: one server that carries the recipes (as
-//! prompts), the `chat` tool that runs a recipe, and every downstream's tools
-//! re-exported under their wire names — over stdio (`woollama mcp`) and
-//! Streamable HTTP at `/mcp` on the daemon's own listeners. Every session
-//! shares the one downstream registry.
+//! prompts), the `chat` tool that runs a recipe, and everything the
+//! downstream servers offer — tools, prompts, resources, resource templates
+//! and completions — over stdio (`woollama mcp`) and Streamable HTTP at
+//! `/mcp` on the daemon's own listeners. Every session shares the one
+//! downstream registry.
 //!
 //! - Identity: `serverInfo` is `woollama` with our version; capabilities
-//!   advertise tools and prompts with `listChanged`, and logging.
+//!   advertise tools and prompts with `listChanged`, logging, and — when
+//!   `mcp.json` has servers — resources (with `subscribe` and `listChanged`)
+//!   and completions.
+//! - Names come from the registry's aggregated namespace (see
+//!   `tools::catalog`): `mcp__<server>__<name>` and `woollama://<server>/<uri>`,
+//!   or a server's own names when it is configured `"prefix": false`.
 //! - Re-exported tools keep their downstream definitions verbatim (input and
 //!   output schemas with `$schema`, `$defs`, `additionalProperties`), and
 //!   results come back verbatim (`structuredContent`, `isError`). An unknown
 //!   tool is a protocol error; a downstream that fails is a tool error; a
 //!   downstream's own JSON-RPC error is forwarded as it came.
-//! - When the set of downstream tools changes, every connected client gets
-//!   `notifications/tools/list_changed`.
+//! - A proxied request carries its caller along (`tools::Caller`): the
+//!   downstream's progress (under the caller's token), log messages and
+//!   sampling/elicitation/roots requests reach the client that made it;
+//!   cancelling the request cancels it downstream.
+//! - When a downstream's lists change, every connected client gets the
+//!   matching `list_changed`; a resource update reaches the sessions that
+//!   subscribed to it.
 #![expect(
     deprecated,
-    reason = "MCP logging (deprecated by SEP-2577) is still what clients display for the chat tool's steps"
+    reason = "MCP logging, resources/subscribe and sampling (deprecated by SEP-2577) are still what 2025-11-25 clients use"
 )]
 
 mod chat;
 mod prompts;
 
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, Implementation, ListPromptsResult, ListToolsResult, LoggingLevel,
-    PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig, SetLevelRequestParams,
-    Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    CompletionInfo, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceUpdatedNotificationParam,
+    ResultType, ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+    Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, ServiceExt};
 
+use crate::config::Config;
 use crate::http::AppState;
-use crate::tools;
+use crate::tools::{self, Caller, Event, Reserved};
 
-/// The clients connected to this process's MCP surface, for `list_changed`.
+/// The names woollama's own surface takes: the `chat` tool and one prompt
+/// per recipe. An unprefixed downstream's names never shadow them.
+pub fn reserved(config: &Config) -> Reserved {
+    Reserved {
+        tools: vec![chat::NAME.to_string()],
+        prompts: config.recipes.keys().cloned().collect(),
+    }
+}
+
+/// One connected MCP session.
+struct Session {
+    id: u64,
+    peer: Peer<RoleServer>,
+    level: Arc<Mutex<LoggingLevel>>,
+    /// Resource URIs (as this client sees them) it subscribed to.
+    subscriptions: HashSet<String>,
+}
+
+/// The sessions connected to this process's MCP surface: for `list_changed`,
+/// log messages sent outside of a call, and resource updates.
 #[derive(Clone, Default)]
-pub struct Clients(Arc<Mutex<Vec<Peer<RoleServer>>>>);
+pub struct Clients(Arc<Mutex<Vec<Session>>>);
 
 impl std::fmt::Debug for Clients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,46 +83,153 @@ impl std::fmt::Debug for Clients {
     }
 }
 
+/// Which list changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    Tools,
+    Prompts,
+    Resources,
+}
+
 impl Clients {
-    fn add(&self, peer: Peer<RoleServer>) {
-        self.lock().push(peer);
+    fn add(&self, id: u64, peer: Peer<RoleServer>, level: Arc<Mutex<LoggingLevel>>) {
+        self.lock().push(Session {
+            id,
+            peer,
+            level,
+            subscriptions: HashSet::new(),
+        });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Tells every client its tool list changed; forgets the ones gone.
-    async fn tools_changed(&self) {
-        let peers = self.lock().clone();
-        for p in peers.iter().filter(|p| !p.is_transport_closed()) {
-            let _ = p.notify_tool_list_changed().await;
+    /// The live peers matching `pick`; forgets the sessions gone.
+    fn peers(&self, pick: impl Fn(&Session) -> bool) -> Vec<Peer<RoleServer>> {
+        let mut sessions = self.lock();
+        sessions.retain(|s| !s.peer.is_transport_closed());
+        sessions
+            .iter()
+            .filter(|s| pick(s))
+            .map(|s| s.peer.clone())
+            .collect()
+    }
+
+    async fn changed(&self, list: List) {
+        for p in self.peers(|_| true) {
+            let _ = match list {
+                List::Tools => p.notify_tool_list_changed().await,
+                List::Prompts => p.notify_prompt_list_changed().await,
+                List::Resources => p.notify_resource_list_changed().await,
+            };
         }
-        self.lock().retain(|p| !p.is_transport_closed());
+    }
+
+    async fn log(&self, params: LoggingMessageNotificationParam) {
+        let wanted = tools::severity(params.level);
+        let peers = self.peers(|s| wanted >= tools::severity(*lock(&s.level)));
+        for p in peers {
+            let _ = p.notify_logging_message(params.clone()).await;
+        }
+    }
+
+    async fn resource_updated(&self, uri: &str) {
+        for p in self.peers(|s| s.subscriptions.contains(uri)) {
+            let _ = p
+                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                .await;
+        }
+    }
+
+    /// Records a (un)subscription; `true` when another session still holds
+    /// one to `uri` (so the downstream subscription stays).
+    fn subscribe(&self, id: u64, uri: &str, on: bool) -> bool {
+        let mut sessions = self.lock();
+        for s in sessions.iter_mut().filter(|s| s.id == id) {
+            if on {
+                s.subscriptions.insert(uri.to_string());
+            } else {
+                s.subscriptions.remove(uri);
+            }
+        }
+        sessions
+            .iter()
+            .any(|s| s.id != id && s.subscriptions.contains(uri))
     }
 }
 
-/// Follows the downstream registry and sends `tools/list_changed` when the
-/// listed tools change. Ends with the daemon.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a client's lists are made of, to tell which one changed.
+#[derive(PartialEq, Eq, Default)]
+struct Lists {
+    tools: Vec<String>,
+    prompts: Vec<String>,
+    resources: BTreeSet<String>,
+}
+
+impl Lists {
+    fn of(s: &tools::Snapshot) -> Self {
+        Self {
+            tools: s.listed().map(|t| t.wire.clone()).collect(),
+            prompts: s.prompts.iter().map(|p| p.wire.clone()).collect(),
+            resources: s
+                .resources
+                .iter()
+                .map(|r| r.uri.clone())
+                .chain(s.templates.iter().map(|t| t.uri_template.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Follows the downstream registry: sends `list_changed` when a list
+/// changes, resource updates to the sessions subscribed, and log messages
+/// sent outside of any call to every session. Ends with the daemon.
 pub fn spawn_list_changed(state: &AppState, clients: Clients) {
     let registry = state.tools.clone();
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         let mut rx = registry.watch();
-        let names = |s: &tools::Snapshot| s.listed().map(|t| t.wire.clone()).collect::<Vec<_>>();
-        let mut last = names(&registry.snapshot());
+        let mut events = registry.events();
+        let mut last = Lists::of(&registry.snapshot());
         loop {
             tokio::select! {
-                changed = rx.changed() => if changed.is_err() { return },
+                changed = rx.changed() => {
+                    if changed.is_err() { return }
+                    // Clone out of the channel before awaiting anything.
+                    let now = Lists::of(&Arc::clone(&rx.borrow_and_update()));
+                    for (list, differs) in [
+                        (List::Tools, now.tools != last.tools),
+                        (List::Prompts, now.prompts != last.prompts),
+                        (List::Resources, now.resources != last.resources),
+                    ] {
+                        if differs {
+                            clients.changed(list).await;
+                        }
+                    }
+                    last = now;
+                }
+                event = events.recv() => match event {
+                    Ok(Event::ResourceUpdated { server, uri }) => {
+                        let exposed = registry.snapshot().exposed_uri(&server, &uri);
+                        clients.resource_updated(&exposed).await;
+                    }
+                    Ok(Event::Log { server, mut params }) => {
+                        params.logger.get_or_insert(server);
+                        clients.log(params).await;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "MCP clients missed downstream notifications");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
                 () = shutdown.cancelled() => return,
-            }
-            // Clone out of the channel before awaiting anything.
-            let now = names(&Arc::clone(&rx.borrow_and_update()));
-            if now != last {
-                last = now;
-                clients.tools_changed().await;
             }
         }
     });
@@ -97,25 +240,43 @@ pub fn spawn_list_changed(state: &AppState, clients: Clients) {
 pub struct Surface {
     state: AppState,
     clients: Clients,
+    /// Which session this is.
+    id: u64,
     /// The level set by `logging/setLevel` (info by default).
     level: Arc<Mutex<LoggingLevel>>,
 }
+
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Surface {
     pub fn new(state: AppState, clients: Clients) -> Self {
         Self {
             state,
             clients,
+            id: SESSIONS.fetch_add(1, Ordering::Relaxed),
             level: Arc::new(Mutex::new(LoggingLevel::Info)),
         }
     }
 
     fn logs_info(&self) -> bool {
-        let level = *self
-            .level
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        matches!(level, LoggingLevel::Debug | LoggingLevel::Info)
+        tools::severity(LoggingLevel::Info) >= tools::severity(*lock(&self.level))
+    }
+
+    /// The caller a proxied request is made for.
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Caller {
+        Caller {
+            peer: ctx.peer.clone(),
+            session: self.id,
+            request_id: ctx.id.clone(),
+            progress_token: ctx.meta.get_progress_token(),
+            log_level: *lock(&self.level),
+        }
+    }
+
+    /// Whether any downstream is configured (resources and completions are
+    /// advertised then).
+    fn aggregates(&self) -> bool {
+        !self.state.config.servers.is_empty()
     }
 }
 
@@ -127,27 +288,61 @@ fn reexport(entry: &tools::ToolEntry) -> Tool {
     t
 }
 
+/// A registry failure as the JSON-RPC error a client gets.
+fn protocol_error(e: tools::Error) -> ErrorData {
+    match e {
+        tools::Error::Protocol { error, .. } => *error,
+        tools::Error::UnknownResource(_) => ErrorData::resource_not_found(e.to_string(), None),
+        tools::Error::UnknownTool(_) | tools::Error::UnknownPrompt(_) => {
+            ErrorData::invalid_params(e.to_string(), None)
+        }
+        other => ErrorData::internal_error(other.to_string(), None),
+    }
+}
+
+/// Races a proxied request against the client's cancellation (dropping the
+/// request cancels it downstream).
+async fn cancellable<T>(
+    ctx: &RequestContext<RoleServer>,
+    work: impl Future<Output = Result<T, ErrorData>>,
+) -> Result<T, ErrorData> {
+    tokio::select! {
+        r = work => r,
+        () = ctx.ct.cancelled() => Err(ErrorData::internal_error("the request was cancelled", None)),
+    }
+}
+
 impl ServerHandler for Surface {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .enable_prompts()
-                .enable_prompts_list_changed()
-                .enable_logging()
-                .build(),
-        )
+        let builder = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_logging();
+        let capabilities = if self.aggregates() {
+            builder
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
+                .enable_completions()
+                .build()
+        } else {
+            builder.build()
+        };
+        ServerConfig::new(capabilities)
         .with_server_info(Implementation::new("woollama", env!("CARGO_PKG_VERSION")).with_title("woollama"))
         .with_instructions(
             "woollama routes between AI clients and backends. `chat` runs a recipe (a system prompt, a model \
              and a tool allow-list) and returns its answer; the recipes are also listed as prompts. Every \
-             other tool belongs to a downstream MCP server and is named mcp__<server>__<tool>.",
+             other tool, prompt and resource belongs to a downstream MCP server: tools and prompts are named \
+             mcp__<server>__<name> and resources woollama://<server>/<uri>, unless that server is configured \
+             to keep its own names.",
         )
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        self.clients.add(ctx.peer);
+        self.clients.add(self.id, ctx.peer, Arc::clone(&self.level));
     }
 
     async fn set_level(
@@ -155,10 +350,7 @@ impl ServerHandler for Surface {
         request: SetLevelRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        *self
-            .level
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = request.level;
+        *lock(&self.level) = request.level;
         Ok(())
     }
 
@@ -183,23 +375,20 @@ impl ServerHandler for Surface {
                 chat::run(self, request.arguments, ctx).await,
             ));
         }
-        // Dropping this future (the client cancelled) cancels the downstream call.
-        let call = self.state.tools.call(&request.name, request.arguments);
-        let result = tokio::select! {
-            r = call => r,
-            () = ctx.ct.cancelled() => return Err(ErrorData::internal_error("the call was cancelled", None)),
-        };
+        let call =
+            self.state
+                .tools
+                .call_for(&request.name, request.arguments, Some(self.caller(&ctx)));
+        let result = cancellable(&ctx, async { Ok(call.await) }).await?;
         match result {
             Ok(mut r) => {
                 // Older downstreams omit resultType; 2026-07-28 clients need it.
                 r.result_type.get_or_insert(ResultType::COMPLETE);
                 Ok(CallToolResponse::Complete(r))
             }
-            Err(tools::Error::UnknownTool(name)) => Err(ErrorData::invalid_params(
-                format!("unknown tool '{name}'"),
-                None,
-            )),
-            Err(tools::Error::Protocol { error, .. }) => Err(error),
+            Err(e @ (tools::Error::UnknownTool(_) | tools::Error::Protocol { .. })) => {
+                Err(protocol_error(e))
+            }
             Err(e) => Ok(CallToolResponse::Complete(CallToolResult::error(vec![
                 ContentBlock::text(format!("dispatch failed: {e}")),
             ]))),
@@ -211,17 +400,131 @@ impl ServerHandler for Surface {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(prompts::list(
-            &self.state.config.recipes,
-        )))
+        let mut list = prompts::list(&self.state.config.recipes);
+        let snap = self.state.tools.snapshot();
+        list.extend(snap.prompts.iter().map(|p| {
+            let mut prompt = p.prompt.clone();
+            prompt.name.clone_from(&p.wire);
+            prompt
+        }));
+        Ok(ListPromptsResult::with_all_items(list))
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        prompts::get(&self.state.config.recipes, &request).map(GetPromptResponse::Complete)
+        if self.state.config.recipes.contains_key(&request.name)
+            || self.state.tools.snapshot().prompt(&request.name).is_none()
+        {
+            return prompts::get(&self.state.config.recipes, &request)
+                .map(GetPromptResponse::Complete);
+        }
+        let caller = self.caller(&ctx);
+        let get = self.state.tools.get_prompt(request, Some(caller));
+        let mut r = cancellable(&ctx, async { get.await.map_err(protocol_error) }).await?;
+        r.result_type.get_or_insert(ResultType::COMPLETE);
+        Ok(GetPromptResponse::Complete(r))
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let snap = self.state.tools.snapshot();
+        let list = snap.resources.iter().map(|r| {
+            let mut resource = r.resource.clone();
+            resource.uri.clone_from(&r.uri);
+            resource
+        });
+        Ok(ListResourcesResult::with_all_items(list.collect()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let snap = self.state.tools.snapshot();
+        let list = snap.templates.iter().map(|t| {
+            let mut template = t.template.clone();
+            template.uri_template.clone_from(&t.uri_template);
+            template
+        });
+        Ok(ListResourceTemplatesResult::with_all_items(list.collect()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let read = self
+            .state
+            .tools
+            .read_resource(&request.uri, Some(self.caller(&ctx)));
+        let mut r = cancellable(&ctx, async { read.await.map_err(protocol_error) }).await?;
+        r.result_type.get_or_insert(ResultType::COMPLETE);
+        Ok(ReadResourceResponse::Complete(r))
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.state
+            .tools
+            .subscribe(&request.uri, true)
+            .await
+            .map_err(protocol_error)?;
+        self.clients.subscribe(self.id, &request.uri, true);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if !self.clients.subscribe(self.id, &request.uri, false) {
+            self.state
+                .tools
+                .subscribe(&request.uri, false)
+                .await
+                .map_err(protocol_error)?;
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        if let Reference::Prompt(p) = &request.r#ref
+            && let Some(values) = prompts::complete(
+                &self.state.config.recipes,
+                &p.name,
+                &request.argument.name,
+                &request.argument.value,
+            )
+        {
+            let info =
+                CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
+            return Ok(CompleteResult::new(info));
+        }
+        let mut r = self
+            .state
+            .tools
+            .complete(request)
+            .await
+            .map_err(protocol_error)?
+            .unwrap_or_default();
+        r.result_type.get_or_insert(ResultType::COMPLETE);
+        Ok(r)
     }
 }
 

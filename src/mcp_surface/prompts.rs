@@ -54,3 +54,31 @@ pub fn get(
             .with_description(description(&recipe.name)),
     )
 }
+
+/// Completion values for a recipe prompt's argument: its `choices` and
+/// `default`, those that start with what the user typed. `None` when the
+/// prompt is not a recipe.
+pub fn complete(
+    recipes: &BTreeMap<String, Recipe>,
+    prompt: &str,
+    argument: &str,
+    typed: &str,
+) -> Option<Vec<String>> {
+    let recipe = recipes.get(prompt)?;
+    let Some(var) = recipe.variables.get(argument) else {
+        return Some(Vec::new());
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut values: Vec<String> = var.choices.iter().map(text).collect();
+    if let Some(d) = var.default.as_ref().map(text)
+        && !values.contains(&d)
+    {
+        values.push(d);
+    }
+    values.retain(|v| v.starts_with(typed));
+    values.truncate(100);
+    Some(values)
+}

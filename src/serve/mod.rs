@@ -157,6 +157,7 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
     let tools = ToolRegistry::start(
         &config.servers,
         McpSettings::from(settings),
+        crate::mcp_surface::reserved(&config),
         env,
         client.clone(),
     );

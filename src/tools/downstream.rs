@@ -8,17 +8,22 @@ use std::time::Duration;
 
 use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
-    Implementation, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequestParams,
+    CreateMessageResult, ElicitRequestParams, ElicitResult, Implementation, ListRootsResult,
+    LoggingMessageNotificationParam, ProgressNotificationParam, RequestId,
+    ResourceUpdatedNotificationParam, ServerCapabilities, ServerResult,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, Peer, RoleClient, ServiceError, ServiceExt};
+use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceError, ServiceExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
-use super::{Error, Health, Inner, ServerStatus};
+use super::catalog::{Catalog, Part, ServerStatus};
+use super::forward::{self, Caller, InFlight};
+use super::{Error, Event, Health, Inner};
 use crate::config::{Env, ServerSpec, Transport};
 
 /// What a child may inherit from woollama's environment (DESIGN.md): never
@@ -59,14 +64,38 @@ pub(super) struct Downstream {
     state: Mutex<State>,
     /// A call failed at the transport: drop the connection and reconnect.
     reconnect: Notify,
-    /// The server said its tool list changed.
+    /// The server said one of its lists changed.
     refresh: Arc<Notify>,
+    /// Calls in flight, for forwarding what the server sends back.
+    inflight: Arc<InFlight>,
 }
 
 struct State {
     health: Health,
-    tools: Vec<Tool>,
+    catalog: Catalog,
     peer: Option<Peer<RoleClient>>,
+}
+
+/// Sends `notifications/cancelled` for a request whose caller went away
+/// (timeout, or the client cancelled) before its answer came.
+struct CancelOnDrop {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            let _ = peer
+                .notify_cancelled(CancelledNotificationParam::new(
+                    Some(id),
+                    Some("the caller went away".into()),
+                ))
+                .await;
+        });
+    }
 }
 
 impl Downstream {
@@ -75,11 +104,12 @@ impl Downstream {
             spec,
             state: Mutex::new(State {
                 health: Health::Connecting,
-                tools: Vec::new(),
+                catalog: Catalog::default(),
                 peer: None,
             }),
             reconnect: Notify::new(),
             refresh: Arc::new(Notify::new()),
+            inflight: Arc::default(),
         }
     }
 
@@ -90,75 +120,135 @@ impl Downstream {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn status(&self) -> (ServerStatus, Vec<Tool>) {
+    pub fn status(&self) -> Part {
         let st = self.lock();
-        let tools = if st.health == Health::Connected {
-            st.tools.clone()
+        let catalog = if st.health == Health::Connected {
+            st.catalog.clone()
         } else {
-            Vec::new()
+            Catalog::default()
         };
-        (
-            ServerStatus {
+        Part {
+            status: ServerStatus {
                 name: self.spec.name.clone(),
                 transport: self.spec.transport.kind(),
                 health: st.health.clone(),
                 tools: 0,
+                unprefixed: !self.spec.prefix,
+                capabilities: catalog.capabilities.clone(),
             },
-            tools,
-        )
+            catalog,
+        }
     }
 
-    fn set(&self, health: Health, tools: Option<Vec<Tool>>, peer: Option<Peer<RoleClient>>) {
+    fn set(&self, health: Health, catalog: Option<Catalog>, peer: Option<Peer<RoleClient>>) {
         let mut st = self.lock();
         st.health = health;
-        if let Some(t) = tools {
-            st.tools = t;
+        if let Some(c) = catalog {
+            st.catalog = c;
         }
         st.peer = peer;
+    }
+
+    /// The live session, or why there is none.
+    fn peer(&self) -> Result<Peer<RoleClient>, Error> {
+        let st = self.lock();
+        st.peer.clone().ok_or_else(|| {
+            let why = match &st.health {
+                Health::Retrying { last_error, .. } => format!("retrying: {last_error}"),
+                Health::Failed { reason } => format!("failed: {reason}"),
+                other => other.as_str().to_string(),
+            };
+            Error::Unavailable {
+                server: self.spec.name.clone(),
+                why,
+            }
+        })
+    }
+
+    /// Maps a failed request: a JSON-RPC error is kept whole; a transport
+    /// failure also marks the connection for reconnecting.
+    fn failed(&self, e: ServiceError) -> Error {
+        let server = self.spec.name.clone();
+        match e {
+            ServiceError::McpError(error) => Error::Protocol {
+                server,
+                error: Box::new(error),
+            },
+            e => {
+                tracing::warn!(server = %server, error = %e, "a request failed at the transport; reconnecting");
+                self.reconnect.notify_one();
+                Error::Transport {
+                    server,
+                    detail: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Sends one request, bounded by `timeout`; dropping the future (the
+    /// timeout, or our caller went away) sends the server a cancellation.
+    /// `caller`, when given, receives the server's progress, log messages and
+    /// server→client requests while the request is in flight.
+    pub async fn request(
+        &self,
+        request: ClientRequest,
+        timeout: Duration,
+        caller: Option<Caller>,
+    ) -> Result<ServerResult, Error> {
+        let peer = self.peer()?;
+        let exchange = async {
+            let handle = peer
+                .send_request_with_option(request, PeerRequestOptions::no_options())
+                .await?;
+            let _registered = caller.map(|c| {
+                self.inflight
+                    .register(handle.id.clone(), handle.progress_token.clone(), c)
+            });
+            let mut guard = CancelOnDrop {
+                peer: peer.clone(),
+                id: Some(handle.id.clone()),
+            };
+            let result = handle.await_response().await;
+            guard.id = None;
+            result
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => Err(Error::Timeout { after: timeout }),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.failed(e)),
+        }
     }
 
     pub async fn call(
         &self,
         params: CallToolRequestParams,
         timeout: Duration,
+        caller: Option<Caller>,
     ) -> Result<CallToolResult, Error> {
-        let (peer, health) = {
-            let st = self.lock();
-            (st.peer.clone(), st.health.clone())
-        };
-        let server = self.spec.name.clone();
-        let Some(peer) = peer else {
-            let why = match health {
-                Health::Retrying { last_error, .. } => format!("retrying: {last_error}"),
-                Health::Failed { reason } => format!("failed: {reason}"),
-                other => other.as_str().to_string(),
-            };
-            return Err(Error::Unavailable { server, why });
-        };
         let tool = params.name.to_string();
-        // Dropping the call future (timeout, or our caller went away) sends
-        // the downstream a cancellation.
-        match tokio::time::timeout(timeout, peer.call_tool_once(params)).await {
-            Err(_) => Err(Error::Timeout { after: timeout }),
-            Ok(Ok(CallToolResponse::Complete(r))) => Ok(r),
-            Ok(Ok(_)) => Err(Error::InputRequired { server, tool }),
-            Ok(Err(ServiceError::McpError(error))) => Err(Error::Protocol { server, error }),
-            Ok(Err(e)) => {
-                tracing::warn!(server = %server, error = %e, "a call failed at the transport; reconnecting");
-                self.reconnect.notify_one();
-                Err(Error::Transport {
-                    server,
-                    detail: e.to_string(),
-                })
-            }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        match self.request(request, timeout, caller).await? {
+            ServerResult::CallToolResult(r) => Ok(r),
+            ServerResult::InputRequiredResult(_) => Err(Error::InputRequired {
+                server: self.spec.name.clone(),
+                tool,
+            }),
+            _ => Err(Error::Unexpected {
+                server: self.spec.name.clone(),
+            }),
         }
     }
 }
 
-/// The client side of one downstream session: learns of tool-list changes.
+/// The client side of one downstream session: learns of list changes, and
+/// sends progress, log messages, resource updates and server→client requests
+/// on to woollama's own clients.
 #[derive(Clone)]
 struct DownstreamClient {
+    server: String,
     refresh: Arc<Notify>,
+    inflight: Arc<InFlight>,
+    events: broadcast::Sender<Event>,
 }
 
 impl ClientHandler for DownstreamClient {
@@ -166,9 +256,80 @@ impl ClientHandler for DownstreamClient {
         self.refresh.notify_one();
     }
 
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.refresh.notify_one();
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.refresh.notify_one();
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.events.send(Event::ResourceUpdated {
+            server: self.server.clone(),
+            uri: params.uri,
+        });
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        forward::progress(&self.inflight, params).await;
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        if !forward::log(&self.inflight, &self.server, params.clone()).await {
+            let _ = self.events.send(Event::Log {
+                server: self.server.clone(),
+                params,
+            });
+        }
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        forward::sampling(&self.inflight, &self.server, params, ctx).await
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        forward::elicitation(&self.inflight, &self.server, params, ctx).await
+    }
+
+    async fn list_roots(
+        &self,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        forward::roots(&self.inflight, &self.server, ctx).await
+    }
+
     fn get_info(&self) -> ClientConfig {
+        // Everything a client may offer is declared, so servers use it; a
+        // request the calling client cannot take is refused per call.
+        let capabilities: ClientCapabilities = serde_json::from_value(serde_json::json!({
+            "sampling": {},
+            "elicitation": {"form": {}, "url": {}},
+            "roots": {}
+        }))
+        .unwrap_or_default();
         ClientConfig::new(
-            ClientCapabilities::default(),
+            capabilities,
             Implementation::new("woollama", env!("CARGO_PKG_VERSION")),
         )
     }
@@ -179,8 +340,43 @@ type Session = RunningService<RoleClient, DownstreamClient>;
 /// A live connection, and the process group of a stdio server.
 struct Connected {
     session: Session,
-    tools: Vec<Tool>,
+    catalog: Catalog,
     group: Option<u32>,
+}
+
+/// Everything the server offers, per its capabilities. Tools are required;
+/// a prompt or resource listing that fails is logged and left empty.
+async fn load_catalog(server: &str, peer: &Peer<RoleClient>) -> Result<Catalog, String> {
+    let capabilities = peer.peer_info().map(|i| i.capabilities.clone());
+    let offers = |f: fn(&ServerCapabilities) -> bool| capabilities.as_ref().is_none_or(f);
+    let mut catalog = Catalog::default();
+    if offers(|c| c.tools.is_some()) {
+        catalog.tools = peer
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+    }
+    let optional = |what: &str, e: ServiceError| {
+        tracing::warn!(server, error = %e, "{what} failed; the server's {what} are left out");
+    };
+    if capabilities.as_ref().is_some_and(|c| c.prompts.is_some()) {
+        match peer.list_all_prompts().await {
+            Ok(p) => catalog.prompts = p,
+            Err(e) => optional("prompts/list", e),
+        }
+    }
+    if capabilities.as_ref().is_some_and(|c| c.resources.is_some()) {
+        match peer.list_all_resources().await {
+            Ok(r) => catalog.resources = r,
+            Err(e) => optional("resources/list", e),
+        }
+        match peer.list_all_resource_templates().await {
+            Ok(t) => catalog.templates = t,
+            Err(e) => optional("resources/templates/list", e),
+        }
+    }
+    catalog.capabilities = capabilities;
+    Ok(catalog)
 }
 
 /// Stops whatever is left of a stdio server's process group once its session
@@ -209,9 +405,13 @@ async fn connect(
     ds: &Downstream,
     env: &BTreeMap<String, String>,
     http: &reqwest::Client,
+    events: &broadcast::Sender<Event>,
 ) -> Result<Connected, String> {
     let handler = DownstreamClient {
+        server: ds.spec.name.clone(),
         refresh: Arc::clone(&ds.refresh),
+        inflight: Arc::clone(&ds.inflight),
+        events: events.clone(),
     };
     let name = ds.spec.name.clone();
     let mut group = None;
@@ -265,19 +465,19 @@ async fn connect(
                 .map_err(|e| format!("MCP handshake failed: {e}"))?
         }
     };
-    let tools = match session.peer().list_all_tools().await {
-        Ok(t) => t,
+    let catalog = match load_catalog(&name, session.peer()).await {
+        Ok(c) => c,
         Err(e) => {
             let _ = session.cancel().await;
             if let Some(g) = group {
                 stop_group(&name, g).await;
             }
-            return Err(format!("tools/list failed: {e}"));
+            return Err(e);
         }
     };
     Ok(Connected {
         session,
-        tools,
+        catalog,
         group,
     })
 }
@@ -296,20 +496,26 @@ pub(super) async fn supervise(
     let name = ds.spec.name.clone();
     loop {
         let attempt = tokio::select! {
-            r = tokio::time::timeout(settings.connect_timeout, connect(&ds, &env, &http)) => r,
+            r = tokio::time::timeout(settings.connect_timeout, connect(&ds, &env, &http, &reg.events)) => r,
             () = reg.shutdown.cancelled() => break,
         };
         let last_error = match attempt {
             Ok(Ok(Connected {
                 session,
-                tools,
+                catalog,
                 group,
             })) => {
-                tracing::info!(server = %name, tools = tools.len(), "downstream connected");
+                tracing::info!(
+                    server = %name,
+                    tools = catalog.tools.len(),
+                    prompts = catalog.prompts.len(),
+                    resources = catalog.resources.len(),
+                    "downstream connected"
+                );
                 failures = 0;
                 delay = initial;
                 let peer = session.peer().clone();
-                ds.set(Health::Connected, Some(tools), Some(peer.clone()));
+                ds.set(Health::Connected, Some(catalog), Some(peer.clone()));
                 reg.publish();
                 let held = hold(&reg, &ds, session, &peer).await;
                 if let Some(g) = group {
@@ -390,14 +596,14 @@ async fn hold(reg: &Inner, ds: &Downstream, session: Session, peer: &Peer<RoleCl
                 return Held::Lost("a call failed at the transport".into());
             }
             () = ds.refresh.notified() => {
-                match tokio::time::timeout(reg.settings.connect_timeout, peer.list_all_tools()).await {
-                    Ok(Ok(tools)) => {
-                        tracing::info!(server = %ds.spec.name, tools = tools.len(), "downstream tool list changed");
-                        ds.set(Health::Connected, Some(tools), Some(peer.clone()));
+                match tokio::time::timeout(reg.settings.connect_timeout, load_catalog(&ds.spec.name, peer)).await {
+                    Ok(Ok(catalog)) => {
+                        tracing::info!(server = %ds.spec.name, tools = catalog.tools.len(), prompts = catalog.prompts.len(), resources = catalog.resources.len(), "downstream lists changed");
+                        ds.set(Health::Connected, Some(catalog), Some(peer.clone()));
                         reg.publish();
                     }
-                    Ok(Err(e)) => tracing::warn!(server = %ds.spec.name, error = %e, "could not refresh the tool list"),
-                    Err(_) => tracing::warn!(server = %ds.spec.name, "refreshing the tool list timed out"),
+                    Ok(Err(e)) => tracing::warn!(server = %ds.spec.name, error = %e, "could not refresh the lists"),
+                    Err(_) => tracing::warn!(server = %ds.spec.name, "refreshing the lists timed out"),
                 }
             }
         }

@@ -16,23 +16,52 @@
 //!   own process group, and are stopped — stdin closed, then SIGTERM to the
 //!   group, then SIGKILL — at [`ToolRegistry::shutdown`].
 
+#![expect(
+    deprecated,
+    reason = "logging, sampling, roots and resources/subscribe (deprecated by SEP-2577) are what 2025-11-25 servers and clients still speak"
+)]
+
+mod catalog;
 mod downstream;
+mod forward;
 pub mod names;
 mod render;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject, Tool};
-use tokio::sync::watch;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientRequest, CompleteRequest, CompleteRequestParams,
+    CompleteResult, GetPromptRequest, GetPromptRequestParams, GetPromptResult, JsonObject,
+    LoggingMessageNotificationParam, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResult, ServerResult, SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest,
+    UnsubscribeRequestParams,
+};
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Env, ServerSpec, Settings};
+pub use catalog::{
+    Catalog, PromptEntry, Reserved, ResourceEntry, ServerStatus, Snapshot, TemplateEntry,
+    ToolEntry, URI_PREFIX, prefixed_uri,
+};
 use downstream::Downstream;
+pub use forward::{Caller, severity};
 pub use names::wire_name;
 pub use render::render;
+
+/// What downstreams send that is not tied to a call in flight.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A subscribed resource changed (`uri` as the server knows it).
+    ResourceUpdated { server: String, uri: String },
+    /// A log message sent while no call to that server was in flight.
+    Log {
+        server: String,
+        params: LoggingMessageNotificationParam,
+    },
+}
 
 /// The knobs of the MCP client side (from the environment).
 #[derive(Debug, Clone, Copy)]
@@ -76,113 +105,6 @@ impl Health {
     }
 }
 
-/// One configured server as the snapshot sees it.
-#[derive(Debug, Clone)]
-pub struct ServerStatus {
-    pub name: String,
-    /// `stdio` or `http`.
-    pub transport: &'static str,
-    pub health: Health,
-    /// Tools listed (those past the nesting cap are not counted).
-    pub tools: usize,
-}
-
-/// One downstream tool.
-#[derive(Debug, Clone)]
-pub struct ToolEntry {
-    pub server: String,
-    /// The name toward models and MCP clients.
-    pub wire: String,
-    /// The downstream's own definition: name, description, schemas.
-    pub tool: Tool,
-    /// Past the nesting cap: not listed, but still dispatchable.
-    pub capped: bool,
-}
-
-impl ToolEntry {
-    /// `server.tool`.
-    pub fn dotted(&self) -> String {
-        format!("{}.{}", self.server, self.tool.name)
-    }
-}
-
-/// Everything a request needs to know about the downstreams, immutable.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub version: u64,
-    /// Every configured server, sorted by name — down ones included.
-    pub servers: Vec<ServerStatus>,
-    /// Every tool, sorted by (server, tool).
-    pub tools: Vec<ToolEntry>,
-    by_wire: HashMap<String, usize>,
-    by_ref: HashMap<(String, String), usize>,
-}
-
-impl Snapshot {
-    fn build(version: u64, parts: Vec<(ServerStatus, Vec<Tool>)>, max_nesting: u32) -> Self {
-        let mut servers = Vec::with_capacity(parts.len());
-        let mut tools = Vec::new();
-        for (mut status, list) in parts {
-            let mut listed = 0;
-            for tool in list {
-                let capped =
-                    max_nesting > 0 && names::nesting(&tool.name) + 1 > max_nesting as usize;
-                if !capped {
-                    listed += 1;
-                }
-                tools.push(ToolEntry {
-                    server: status.name.clone(),
-                    wire: wire_name(&status.name, &tool.name),
-                    tool,
-                    capped,
-                });
-            }
-            status.tools = listed;
-            servers.push(status);
-        }
-        servers.sort_by(|a, b| a.name.cmp(&b.name));
-        tools.sort_by(|a, b| (&a.server, &a.tool.name).cmp(&(&b.server, &b.tool.name)));
-        let by_wire = tools
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.wire.clone(), i))
-            .collect();
-        let by_ref = tools
-            .iter()
-            .enumerate()
-            .map(|(i, t)| ((t.server.clone(), t.tool.name.to_string()), i))
-            .collect();
-        Snapshot {
-            version,
-            servers,
-            tools,
-            by_wire,
-            by_ref,
-        }
-    }
-
-    /// A tool by wire name.
-    pub fn tool(&self, wire: &str) -> Option<&ToolEntry> {
-        self.by_wire.get(wire).map(|i| &self.tools[*i])
-    }
-
-    /// A tool by `server` and tool name.
-    pub fn find(&self, server: &str, tool: &str) -> Option<&ToolEntry> {
-        self.by_ref
-            .get(&(server.to_string(), tool.to_string()))
-            .map(|i| &self.tools[*i])
-    }
-
-    /// Tools that are listed (not past the nesting cap).
-    pub fn listed(&self) -> impl Iterator<Item = &ToolEntry> {
-        self.tools.iter().filter(|t| !t.capped)
-    }
-
-    pub fn server(&self, name: &str) -> Option<&ServerStatus> {
-        self.servers.iter().find(|s| s.name == name)
-    }
-}
-
 /// Why a tool call did not produce a result.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -199,18 +121,28 @@ pub enum Error {
     #[error("server '{server}' refused the call: {}", .error.message)]
     Protocol {
         server: String,
-        error: rmcp::ErrorData,
+        error: Box<rmcp::ErrorData>,
     },
     #[error(
-        "tool '{tool}' on server '{server}' asked for more input, which woollama does not provide"
+        "'{tool}' on server '{server}' asked for more input (input_required), which woollama does not relay yet"
     )]
     InputRequired { server: String, tool: String },
+    #[error("server '{server}' answered with a result of the wrong kind")]
+    Unexpected { server: String },
+    #[error("unknown prompt '{0}'")]
+    UnknownPrompt(String),
+    #[error("no server offers the resource '{0}'")]
+    UnknownResource(String),
+    #[error("unknown server '{0}'")]
+    UnknownServer(String),
 }
 
 struct Inner {
     downstreams: Vec<Arc<Downstream>>,
     snapshot: watch::Sender<Arc<Snapshot>>,
+    events: broadcast::Sender<Event>,
     settings: McpSettings,
+    reserved: Reserved,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -219,13 +151,25 @@ impl Inner {
     /// Rebuilds and swaps the snapshot from every downstream's state.
     fn publish(&self) {
         let parts = self.downstreams.iter().map(|d| d.status()).collect();
+        let mut fresh = Vec::new();
         self.snapshot.send_modify(|current| {
-            *current = Arc::new(Snapshot::build(
+            let next = Snapshot::build(
                 current.version + 1,
                 parts,
                 self.settings.max_nesting,
-            ));
+                &self.reserved,
+            );
+            fresh = next
+                .collisions
+                .iter()
+                .filter(|c| !current.collisions.contains(c))
+                .cloned()
+                .collect();
+            *current = Arc::new(next);
         });
+        for c in fresh {
+            tracing::warn!("name collision: {c}");
+        }
     }
 }
 
@@ -245,9 +189,12 @@ impl std::fmt::Debug for ToolRegistry {
 
 impl ToolRegistry {
     /// Starts connecting every server in the background and returns at once.
+    /// `reserved` are woollama's own names, which an unprefixed server's
+    /// names never take.
     pub fn start(
         servers: &[ServerSpec],
         settings: McpSettings,
+        reserved: Reserved,
         env: &Env,
         http: reqwest::Client,
     ) -> Self {
@@ -256,10 +203,13 @@ impl ToolRegistry {
             .map(|s| Arc::new(Downstream::new(s.clone())))
             .collect();
         let (snapshot, _) = watch::channel(Arc::new(Snapshot::default()));
+        let (events, _) = broadcast::channel(256);
         let inner = Arc::new(Inner {
             downstreams,
             snapshot,
+            events,
             settings,
+            reserved,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -288,6 +238,7 @@ impl ToolRegistry {
                 retry_max: Duration::from_secs(60),
                 max_nesting: 2,
             },
+            Reserved::default(),
             &Env::default(),
             reqwest::Client::new(),
         )
@@ -320,6 +271,20 @@ impl ToolRegistry {
         self.inner.settings
     }
 
+    /// Follows what downstreams send outside of calls (resource updates,
+    /// stray log messages).
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn downstream(&self, server: &str) -> Result<&Arc<Downstream>, Error> {
+        self.inner
+            .downstreams
+            .iter()
+            .find(|d| d.spec.name == server)
+            .ok_or_else(|| Error::UnknownServer(server.to_string()))
+    }
+
     /// Calls a tool by wire name, bounded by the call timeout. A failure at
     /// the transport marks the server for reconnection.
     pub async fn call(
@@ -327,19 +292,157 @@ impl ToolRegistry {
         wire: &str,
         arguments: Option<JsonObject>,
     ) -> Result<CallToolResult, Error> {
+        self.call_for(wire, arguments, None).await
+    }
+
+    /// [`ToolRegistry::call`] on behalf of an MCP client, which receives the
+    /// downstream's progress, log messages and server→client requests.
+    pub async fn call_for(
+        &self,
+        wire: &str,
+        arguments: Option<JsonObject>,
+        caller: Option<Caller>,
+    ) -> Result<CallToolResult, Error> {
         let snap = self.snapshot();
         let entry = snap
             .tool(wire)
             .ok_or_else(|| Error::UnknownTool(wire.to_string()))?;
         let ds = self
-            .inner
-            .downstreams
-            .iter()
-            .find(|d| d.spec.name == entry.server)
-            .ok_or_else(|| Error::UnknownTool(wire.to_string()))?;
+            .downstream(&entry.server)
+            .map_err(|_| Error::UnknownTool(wire.to_string()))?;
         let mut params = CallToolRequestParams::new(entry.tool.name.clone());
         params.arguments = arguments;
-        ds.call(params, self.inner.settings.call_timeout).await
+        ds.call(params, self.inner.settings.call_timeout, caller)
+            .await
+    }
+
+    /// Sends a request to `server`, bounded by the call timeout.
+    async fn request(
+        &self,
+        server: &str,
+        request: ClientRequest,
+        caller: Option<Caller>,
+    ) -> Result<ServerResult, Error> {
+        self.downstream(server)?
+            .request(request, self.inner.settings.call_timeout, caller)
+            .await
+    }
+
+    /// `prompts/get` for a prompt by its exposed name.
+    pub async fn get_prompt(
+        &self,
+        mut params: GetPromptRequestParams,
+        caller: Option<Caller>,
+    ) -> Result<GetPromptResult, Error> {
+        let snap = self.snapshot();
+        let entry = snap
+            .prompt(&params.name)
+            .ok_or_else(|| Error::UnknownPrompt(params.name.clone()))?;
+        let server = entry.server.clone();
+        params.name.clone_from(&entry.prompt.name);
+        params.meta = None;
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
+        match self.request(&server, request, caller).await? {
+            ServerResult::GetPromptResult(r) => Ok(r),
+            ServerResult::InputRequiredResult(_) => Err(Error::InputRequired {
+                server,
+                tool: entry.prompt.name.clone(),
+            }),
+            _ => Err(Error::Unexpected { server }),
+        }
+    }
+
+    /// `resources/read` for a URI as a client sees it; the contents come
+    /// back with the URIs the client sees.
+    pub async fn read_resource(
+        &self,
+        uri: &str,
+        caller: Option<Caller>,
+    ) -> Result<ReadResourceResult, Error> {
+        let snap = self.snapshot();
+        let (server, original) = snap
+            .route_uri(uri)
+            .ok_or_else(|| Error::UnknownResource(uri.to_string()))?;
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(
+            ReadResourceRequestParams::new(original.clone()),
+        ));
+        match self.request(&server, request, caller).await? {
+            ServerResult::ReadResourceResult(mut r) => {
+                for c in &mut r.contents {
+                    if let rmcp::model::ResourceContents::TextResourceContents { uri, .. }
+                    | rmcp::model::ResourceContents::BlobResourceContents { uri, .. } = c
+                    {
+                        *uri = snap.exposed_uri(&server, uri);
+                    }
+                }
+                Ok(r)
+            }
+            ServerResult::InputRequiredResult(_) => Err(Error::InputRequired {
+                server,
+                tool: original,
+            }),
+            _ => Err(Error::Unexpected { server }),
+        }
+    }
+
+    /// `resources/subscribe` (`on`) or `resources/unsubscribe` at the server
+    /// that owns `uri`; returns `(server, uri as the server knows it)`.
+    pub async fn subscribe(&self, uri: &str, on: bool) -> Result<(String, String), Error> {
+        let snap = self.snapshot();
+        let (server, original) = snap
+            .route_uri(uri)
+            .ok_or_else(|| Error::UnknownResource(uri.to_string()))?;
+        let request = if on {
+            ClientRequest::SubscribeRequest(SubscribeRequest::new(SubscribeRequestParams::new(
+                original.clone(),
+            )))
+        } else {
+            ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
+                UnsubscribeRequestParams::new(original.clone()),
+            ))
+        };
+        self.request(&server, request, None).await?;
+        Ok((server, original))
+    }
+
+    /// `completion/complete` for a downstream prompt or resource template
+    /// (by exposed name). `Ok(None)` when the reference is not a downstream's.
+    pub async fn complete(
+        &self,
+        mut params: CompleteRequestParams,
+    ) -> Result<Option<CompleteResult>, Error> {
+        use rmcp::model::Reference;
+        let snap = self.snapshot();
+        let server = match &mut params.r#ref {
+            Reference::Prompt(p) => match snap.prompt(&p.name) {
+                Some(e) => {
+                    p.name.clone_from(&e.prompt.name);
+                    e.server.clone()
+                }
+                None => return Ok(None),
+            },
+            Reference::Resource(r) => match snap.template(&r.uri) {
+                Some(e) => {
+                    r.uri.clone_from(&e.template.uri_template);
+                    e.server.clone()
+                }
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let offers = snap
+            .server(&server)
+            .and_then(|s| s.capabilities.as_ref())
+            .is_some_and(|c| c.completions.is_some());
+        if !offers {
+            return Ok(Some(CompleteResult::default()));
+        }
+        params.meta = None;
+        let request = ClientRequest::CompleteRequest(CompleteRequest::new(params));
+        match self.request(&server, request, None).await? {
+            ServerResult::CompleteResult(r) => Ok(Some(r)),
+            _ => Err(Error::Unexpected { server }),
+        }
     }
 
     /// Stops every downstream: supervisors end, children are stopped and
@@ -355,66 +458,5 @@ impl ToolRegistry {
                 deadline.as_secs_f64()
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tool(name: &str) -> Tool {
-        Tool::new(name.to_string(), "d", Arc::new(JsonObject::new()))
-    }
-
-    fn status(name: &str) -> ServerStatus {
-        ServerStatus {
-            name: name.into(),
-            transport: "http",
-            health: Health::Connected,
-            tools: 0,
-        }
-    }
-
-    #[test]
-    fn the_nesting_cap_hides_but_keeps_dispatchable() {
-        let parts = vec![(
-            status("fed"),
-            vec![
-                tool("chat"),
-                tool("mcp__leaf__count_to"),
-                tool("mcp__a__mcp__b__deep"),
-            ],
-        )];
-        let s = Snapshot::build(1, parts, 2);
-        let listed: Vec<&str> = s.listed().map(|t| t.wire.as_str()).collect();
-        assert_eq!(
-            listed,
-            vec!["mcp__fed__chat", "mcp__fed__mcp__leaf__count_to"]
-        );
-        assert_eq!(s.server("fed").map(|x| x.tools), Some(2));
-        // Past the cap: not listed, still in the wire index.
-        assert!(
-            s.tool("mcp__fed__mcp__a__mcp__b__deep")
-                .is_some_and(|t| t.capped)
-        );
-        // A cap of zero disables it.
-        let parts = vec![(status("fed"), vec![tool("mcp__a__mcp__b__deep")])];
-        assert_eq!(Snapshot::build(1, parts, 0).listed().count(), 1);
-    }
-
-    #[test]
-    fn servers_and_tools_are_sorted() {
-        let parts = vec![
-            (status("zeta"), vec![tool("b"), tool("a")]),
-            (status("alpha"), vec![tool("z")]),
-        ];
-        let s = Snapshot::build(1, parts, 2);
-        let names: Vec<String> = s.tools.iter().map(ToolEntry::dotted).collect();
-        assert_eq!(names, vec!["alpha.z", "zeta.a", "zeta.b"]);
-        assert_eq!(s.servers[0].name, "alpha");
-        assert_eq!(
-            s.find("zeta", "a").map(|t| t.wire.as_str()),
-            Some("mcp__zeta__a")
-        );
     }
 }

@@ -114,6 +114,7 @@ impl Setup {
         let tools = ToolRegistry::start(
             &config.servers,
             McpSettings::from(&config.settings),
+            woollama::mcp_surface::reserved(&config),
             &self.env,
             build_client().expect("client"),
         );

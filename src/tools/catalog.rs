@@ -1,0 +1,580 @@
+//! The aggregated namespace: every downstream's tools, prompts, resources and
+//! resource templates under the names woollama exposes, built once per change
+//! into an immutable [`Snapshot`].
+//!
+//! Naming, so that two servers never collide:
+//! - tools and prompts are `mcp__<server>__<name>` (see [`super::names`]);
+//! - resources and templates are `woollama://<server>/<original URI>`, which
+//!   keeps the original readable and maps back by stripping the prefix.
+//!
+//! A server with `"prefix": false` keeps its own names and URIs. Collisions
+//! are then resolved deterministically: woollama's own names (the `chat`
+//! tool, the recipes' prompts) and every prefixed name come first; among
+//! unprefixed servers the first by name wins; a loser keeps its prefixed name,
+//! so nothing becomes unreachable. Each collision is recorded in
+//! [`Snapshot::collisions`] and logged when it appears.
+
+use std::collections::{HashMap, HashSet};
+
+use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerCapabilities, Tool};
+
+use super::{Health, names, wire_name};
+
+/// The scheme and authority of a prefixed resource URI.
+pub const URI_PREFIX: &str = "woollama://";
+
+/// `woollama://<server>/<uri>`.
+pub fn prefixed_uri(server: &str, uri: &str) -> String {
+    format!("{URI_PREFIX}{server}/{uri}")
+}
+
+/// The inverse of [`prefixed_uri`]: `(server, original)`.
+pub fn split_prefixed_uri(uri: &str) -> Option<(&str, &str)> {
+    uri.strip_prefix(URI_PREFIX)?.split_once('/')
+}
+
+/// Names woollama's own surface uses; an unprefixed downstream never takes them.
+#[derive(Debug, Clone, Default)]
+pub struct Reserved {
+    pub tools: Vec<String>,
+    pub prompts: Vec<String>,
+}
+
+/// What one server offers (empty while it is down).
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub tools: Vec<Tool>,
+    pub prompts: Vec<Prompt>,
+    pub resources: Vec<Resource>,
+    pub templates: Vec<ResourceTemplate>,
+    /// The server's capabilities from its handshake.
+    pub capabilities: Option<ServerCapabilities>,
+}
+
+/// One configured server as the snapshot sees it.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    pub name: String,
+    /// `stdio` or `http`.
+    pub transport: &'static str,
+    pub health: Health,
+    /// Tools listed (those past the nesting cap are not counted).
+    pub tools: usize,
+    /// Exposed under its own names (`"prefix": false`).
+    pub unprefixed: bool,
+    /// What the server said it can do; `None` while it is down.
+    pub capabilities: Option<ServerCapabilities>,
+}
+
+/// One server's part of a snapshot.
+pub struct Part {
+    pub status: ServerStatus,
+    pub catalog: Catalog,
+}
+
+/// One downstream tool.
+#[derive(Debug, Clone)]
+pub struct ToolEntry {
+    pub server: String,
+    /// The name toward models and MCP clients.
+    pub wire: String,
+    /// The downstream's own definition: name, description, schemas.
+    pub tool: Tool,
+    /// Past the nesting cap: not listed, but still dispatchable.
+    pub capped: bool,
+}
+
+impl ToolEntry {
+    /// `server.tool`.
+    pub fn dotted(&self) -> String {
+        format!("{}.{}", self.server, self.tool.name)
+    }
+}
+
+/// One downstream prompt.
+#[derive(Debug, Clone)]
+pub struct PromptEntry {
+    pub server: String,
+    pub wire: String,
+    pub prompt: Prompt,
+}
+
+/// One downstream resource.
+#[derive(Debug, Clone)]
+pub struct ResourceEntry {
+    pub server: String,
+    /// The URI clients see.
+    pub uri: String,
+    pub resource: Resource,
+}
+
+/// One downstream resource template.
+#[derive(Debug, Clone)]
+pub struct TemplateEntry {
+    pub server: String,
+    /// The URI template clients see.
+    pub uri_template: String,
+    pub template: ResourceTemplate,
+}
+
+/// Everything a request needs to know about the downstreams, immutable.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    /// Every configured server, sorted by name — down ones included.
+    pub servers: Vec<ServerStatus>,
+    /// Every tool, sorted by (server, tool).
+    pub tools: Vec<ToolEntry>,
+    /// Every prompt, sorted by (server, prompt).
+    pub prompts: Vec<PromptEntry>,
+    /// Every resource, sorted by (server, URI).
+    pub resources: Vec<ResourceEntry>,
+    /// Every resource template, sorted by (server, template).
+    pub templates: Vec<TemplateEntry>,
+    /// How name collisions between unprefixed servers were resolved.
+    pub collisions: Vec<String>,
+    by_wire: HashMap<String, usize>,
+    by_ref: HashMap<(String, String), usize>,
+    by_prompt: HashMap<String, usize>,
+    by_uri: HashMap<String, usize>,
+}
+
+/// Hands out exposed names: the unprefixed name when it is free, else the
+/// prefixed one, recording why.
+struct Namer<'a> {
+    taken: HashSet<String>,
+    kind: &'static str,
+    owners: HashMap<String, &'a str>,
+    collisions: &'a mut Vec<String>,
+}
+
+impl<'a> Namer<'a> {
+    fn new(
+        kind: &'static str,
+        reserved: &[String],
+        prefixed: impl Iterator<Item = String>,
+        collisions: &'a mut Vec<String>,
+    ) -> Self {
+        let mut owners = HashMap::new();
+        for r in reserved {
+            owners.insert(r.clone(), "woollama");
+        }
+        let taken = reserved.iter().cloned().chain(prefixed).collect();
+        Self {
+            taken,
+            kind,
+            owners,
+            collisions,
+        }
+    }
+
+    fn name(&mut self, server: &'a str, own: &str, prefixed: String) -> String {
+        if self.taken.insert(own.to_string()) {
+            self.owners.insert(own.to_string(), server);
+            return own.to_string();
+        }
+        let holder = self.owners.get(own).copied().unwrap_or("a prefixed name");
+        self.collisions.push(format!(
+            "{} '{own}' of server '{server}' collides with {}; exposed as '{prefixed}'",
+            self.kind,
+            if holder == "a prefixed name" || holder == "woollama" {
+                holder.to_string()
+            } else {
+                format!("server '{holder}'")
+            }
+        ));
+        prefixed
+    }
+}
+
+impl Snapshot {
+    pub(super) fn build(
+        version: u64,
+        mut parts: Vec<Part>,
+        max_nesting: u32,
+        reserved: &Reserved,
+    ) -> Self {
+        parts.sort_by(|a, b| a.status.name.cmp(&b.status.name));
+        let mut collisions = Vec::new();
+
+        // Tools: the prefixed names are everybody's fallback, so they are
+        // taken first.
+        let mut tools = Vec::new();
+        {
+            let all_prefixed = parts.iter().flat_map(|p| {
+                p.catalog
+                    .tools
+                    .iter()
+                    .map(|t| wire_name(&p.status.name, &t.name))
+            });
+            let mut namer = Namer::new("tool", &reserved.tools, all_prefixed, &mut collisions);
+            for p in &parts {
+                let mut list: Vec<&Tool> = p.catalog.tools.iter().collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+                for tool in list {
+                    let prefixed = wire_name(&p.status.name, &tool.name);
+                    let wire = if p.status.unprefixed {
+                        namer.name(&p.status.name, &tool.name, prefixed)
+                    } else {
+                        prefixed
+                    };
+                    let capped =
+                        max_nesting > 0 && names::nesting(&tool.name) + 1 > max_nesting as usize;
+                    tools.push(ToolEntry {
+                        server: p.status.name.clone(),
+                        wire,
+                        tool: tool.clone(),
+                        capped,
+                    });
+                }
+            }
+        }
+
+        let mut prompts = Vec::new();
+        {
+            let all_prefixed = parts.iter().flat_map(|p| {
+                p.catalog
+                    .prompts
+                    .iter()
+                    .map(|x| wire_name(&p.status.name, &x.name))
+            });
+            let mut namer = Namer::new("prompt", &reserved.prompts, all_prefixed, &mut collisions);
+            for p in &parts {
+                let mut list: Vec<&Prompt> = p.catalog.prompts.iter().collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+                for prompt in list {
+                    let prefixed = wire_name(&p.status.name, &prompt.name);
+                    let wire = if p.status.unprefixed {
+                        namer.name(&p.status.name, &prompt.name, prefixed)
+                    } else {
+                        prefixed
+                    };
+                    prompts.push(PromptEntry {
+                        server: p.status.name.clone(),
+                        wire,
+                        prompt: prompt.clone(),
+                    });
+                }
+            }
+        }
+
+        let mut resources = Vec::new();
+        let mut templates = Vec::new();
+        {
+            let all_prefixed = parts.iter().flat_map(|p| {
+                p.catalog
+                    .resources
+                    .iter()
+                    .map(|r| prefixed_uri(&p.status.name, &r.uri))
+            });
+            let mut namer = Namer::new("resource", &[], all_prefixed, &mut collisions);
+            for p in &parts {
+                let mut list: Vec<&Resource> = p.catalog.resources.iter().collect();
+                list.sort_by(|a, b| a.uri.cmp(&b.uri));
+                for resource in list {
+                    let prefixed = prefixed_uri(&p.status.name, &resource.uri);
+                    let uri = if p.status.unprefixed {
+                        namer.name(&p.status.name, &resource.uri, prefixed)
+                    } else {
+                        prefixed
+                    };
+                    resources.push(ResourceEntry {
+                        server: p.status.name.clone(),
+                        uri,
+                        resource: resource.clone(),
+                    });
+                }
+            }
+            let all_prefixed = parts.iter().flat_map(|p| {
+                p.catalog
+                    .templates
+                    .iter()
+                    .map(|t| prefixed_uri(&p.status.name, &t.uri_template))
+            });
+            let mut namer = Namer::new("resource template", &[], all_prefixed, &mut collisions);
+            for p in &parts {
+                let mut list: Vec<&ResourceTemplate> = p.catalog.templates.iter().collect();
+                list.sort_by(|a, b| a.uri_template.cmp(&b.uri_template));
+                for template in list {
+                    let prefixed = prefixed_uri(&p.status.name, &template.uri_template);
+                    let uri_template = if p.status.unprefixed {
+                        namer.name(&p.status.name, &template.uri_template, prefixed)
+                    } else {
+                        prefixed
+                    };
+                    templates.push(TemplateEntry {
+                        server: p.status.name.clone(),
+                        uri_template,
+                        template: template.clone(),
+                    });
+                }
+            }
+        }
+
+        let servers = parts
+            .into_iter()
+            .map(|p| {
+                let mut s = p.status;
+                s.tools = tools
+                    .iter()
+                    .filter(|t| t.server == s.name && !t.capped)
+                    .count();
+                s
+            })
+            .collect();
+        let by_wire = index(&tools, |t| t.wire.clone());
+        let by_ref = tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ((t.server.clone(), t.tool.name.to_string()), i))
+            .collect();
+        let by_prompt = index(&prompts, |p| p.wire.clone());
+        let by_uri = index(&resources, |r| r.uri.clone());
+        Snapshot {
+            version,
+            servers,
+            tools,
+            prompts,
+            resources,
+            templates,
+            collisions,
+            by_wire,
+            by_ref,
+            by_prompt,
+            by_uri,
+        }
+    }
+
+    /// A tool by wire name.
+    pub fn tool(&self, wire: &str) -> Option<&ToolEntry> {
+        self.by_wire.get(wire).map(|i| &self.tools[*i])
+    }
+
+    /// A tool by `server` and tool name.
+    pub fn find(&self, server: &str, tool: &str) -> Option<&ToolEntry> {
+        self.by_ref
+            .get(&(server.to_string(), tool.to_string()))
+            .map(|i| &self.tools[*i])
+    }
+
+    /// Tools that are listed (not past the nesting cap).
+    pub fn listed(&self) -> impl Iterator<Item = &ToolEntry> {
+        self.tools.iter().filter(|t| !t.capped)
+    }
+
+    pub fn server(&self, name: &str) -> Option<&ServerStatus> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// A prompt by its exposed name.
+    pub fn prompt(&self, wire: &str) -> Option<&PromptEntry> {
+        self.by_prompt.get(wire).map(|i| &self.prompts[*i])
+    }
+
+    /// A resource template by its exposed URI template.
+    pub fn template(&self, exposed: &str) -> Option<&TemplateEntry> {
+        self.templates.iter().find(|t| t.uri_template == exposed)
+    }
+
+    /// Which server a URI a client sent belongs to, and the URI that server
+    /// knows: a listed resource; else a `woollama://<server>/` URI (template
+    /// instances, resources not listed); else a URI some server listed as its
+    /// own (a client following a link in a tool result); else the first
+    /// unprefixed server that serves resources.
+    pub fn route_uri(&self, uri: &str) -> Option<(String, String)> {
+        if let Some(i) = self.by_uri.get(uri) {
+            let r = &self.resources[*i];
+            return Some((r.server.clone(), r.resource.uri.clone()));
+        }
+        if let Some((server, original)) = split_prefixed_uri(uri)
+            && self.server(server).is_some()
+        {
+            return Some((server.to_string(), original.to_string()));
+        }
+        if let Some(r) = self.resources.iter().find(|r| r.resource.uri == uri) {
+            return Some((r.server.clone(), uri.to_string()));
+        }
+        self.servers
+            .iter()
+            .find(|s| {
+                s.unprefixed
+                    && s.capabilities
+                        .as_ref()
+                        .is_some_and(|c| c.resources.is_some())
+            })
+            .map(|s| (s.name.clone(), uri.to_string()))
+    }
+
+    /// The URI a client sees for `uri` of `server` (the inverse of
+    /// [`Snapshot::route_uri`]).
+    pub fn exposed_uri(&self, server: &str, uri: &str) -> String {
+        if let Some(r) = self
+            .resources
+            .iter()
+            .find(|r| r.server == server && r.resource.uri == uri)
+        {
+            return r.uri.clone();
+        }
+        match self.server(server) {
+            Some(s) if s.unprefixed => uri.to_string(),
+            _ => prefixed_uri(server, uri),
+        }
+    }
+}
+
+fn index<T>(items: &[T], key: impl Fn(&T) -> String) -> HashMap<String, usize> {
+    items.iter().enumerate().map(|(i, t)| (key(t), i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rmcp::model::JsonObject;
+
+    use super::*;
+
+    fn tool(name: &str) -> Tool {
+        Tool::new(name.to_string(), "d", Arc::new(JsonObject::new()))
+    }
+
+    fn part(name: &str, unprefixed: bool, tools: &[&str]) -> Part {
+        Part {
+            status: ServerStatus {
+                name: name.into(),
+                transport: "http",
+                health: Health::Connected,
+                tools: 0,
+                unprefixed,
+                capabilities: Some(ServerCapabilities::builder().enable_resources().build()),
+            },
+            catalog: Catalog {
+                tools: tools.iter().map(|t| tool(t)).collect(),
+                ..Catalog::default()
+            },
+        }
+    }
+
+    fn build(parts: Vec<Part>) -> Snapshot {
+        let reserved = Reserved {
+            tools: vec!["chat".into()],
+            prompts: vec!["streamer".into()],
+        };
+        Snapshot::build(1, parts, 2, &reserved)
+    }
+
+    #[test]
+    fn the_nesting_cap_hides_but_keeps_dispatchable() {
+        let parts = vec![part(
+            "fed",
+            false,
+            &["chat", "mcp__leaf__count_to", "mcp__a__mcp__b__deep"],
+        )];
+        let s = build(parts);
+        let listed: Vec<&str> = s.listed().map(|t| t.wire.as_str()).collect();
+        assert_eq!(
+            listed,
+            vec!["mcp__fed__chat", "mcp__fed__mcp__leaf__count_to"]
+        );
+        assert_eq!(s.server("fed").map(|x| x.tools), Some(2));
+        // Past the cap: not listed, still in the wire index.
+        assert!(
+            s.tool("mcp__fed__mcp__a__mcp__b__deep")
+                .is_some_and(|t| t.capped)
+        );
+        // A cap of zero disables it.
+        let parts = vec![part("fed", false, &["mcp__a__mcp__b__deep"])];
+        let s = Snapshot::build(1, parts, 0, &Reserved::default());
+        assert_eq!(s.listed().count(), 1);
+    }
+
+    #[test]
+    fn servers_and_tools_are_sorted() {
+        let s = build(vec![
+            part("zeta", false, &["b", "a"]),
+            part("alpha", false, &["z"]),
+        ]);
+        let names: Vec<String> = s.tools.iter().map(ToolEntry::dotted).collect();
+        assert_eq!(names, vec!["alpha.z", "zeta.a", "zeta.b"]);
+        assert_eq!(s.servers[0].name, "alpha");
+        assert_eq!(
+            s.find("zeta", "a").map(|t| t.wire.as_str()),
+            Some("mcp__zeta__a")
+        );
+    }
+
+    #[test]
+    fn unprefixed_collisions_resolve_by_server_name_and_fall_back_to_the_prefix() {
+        let s = build(vec![
+            part("zed", true, &["search", "chat", "mcp__alpha__x"]),
+            part("beta", true, &["search", "only_beta"]),
+            part("alpha", false, &["x"]),
+        ]);
+        let wires: Vec<(&str, &str)> = s
+            .tools
+            .iter()
+            .map(|t| (t.server.as_str(), t.wire.as_str()))
+            .collect();
+        assert_eq!(
+            wires,
+            vec![
+                ("alpha", "mcp__alpha__x"),
+                ("beta", "only_beta"),
+                ("beta", "search"),
+                // woollama's own `chat` and a prefixed name win; so does the
+                // first server by name.
+                ("zed", "mcp__zed__chat"),
+                ("zed", "mcp__zed__mcp__alpha__x"),
+                ("zed", "mcp__zed__search"),
+            ]
+        );
+        assert_eq!(
+            s.collisions,
+            vec![
+                "tool 'chat' of server 'zed' collides with woollama; exposed as 'mcp__zed__chat'",
+                "tool 'mcp__alpha__x' of server 'zed' collides with a prefixed name; exposed as 'mcp__zed__mcp__alpha__x'",
+                "tool 'search' of server 'zed' collides with server 'beta'; exposed as 'mcp__zed__search'",
+            ]
+        );
+        assert_eq!(s.tool("search").map(|t| t.server.as_str()), Some("beta"));
+    }
+
+    #[test]
+    fn resource_uris_are_prefixed_and_route_back() {
+        let mut a = part("docs", false, &[]);
+        a.catalog.resources = vec![Resource::new("file:///readme.md", "readme")];
+        let mut b = part("fx", true, &[]);
+        b.catalog.resources = vec![Resource::new("test://static-text", "static")];
+        let s = build(vec![a, b]);
+        let uris: Vec<&str> = s.resources.iter().map(|r| r.uri.as_str()).collect();
+        assert_eq!(
+            uris,
+            vec!["woollama://docs/file:///readme.md", "test://static-text"]
+        );
+        let route = |u: &str| s.route_uri(u);
+        assert_eq!(
+            route("woollama://docs/file:///readme.md"),
+            Some(("docs".into(), "file:///readme.md".into()))
+        );
+        // Not listed, but prefixed: a template instance.
+        assert_eq!(
+            route("woollama://docs/file:///other.md"),
+            Some(("docs".into(), "file:///other.md".into()))
+        );
+        // A downstream's own URI, as found in a tool result.
+        assert_eq!(
+            route("file:///readme.md"),
+            Some(("docs".into(), "file:///readme.md".into()))
+        );
+        // Anything else goes to the unprefixed server.
+        assert_eq!(
+            route("test://template/1/data"),
+            Some(("fx".into(), "test://template/1/data".into()))
+        );
+        assert_eq!(
+            s.exposed_uri("docs", "file:///x"),
+            "woollama://docs/file:///x"
+        );
+        assert_eq!(s.exposed_uri("fx", "test://x"), "test://x");
+    }
+}

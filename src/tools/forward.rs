@@ -1,0 +1,285 @@
+//! What travels back up a proxied call: a downstream's progress, log
+//! messages and server→client requests (sampling, elicitation, roots) go to
+//! the MCP client whose call is in flight.
+//!
+//! - rmcp gives every outbound request a progress token of its own, so each
+//!   call is registered under that token and the downstream request id; a
+//!   progress notification is sent on with the caller's token (or dropped if
+//!   the caller did not ask for progress).
+//! - A server→client request is matched to its call by the HTTP stream it
+//!   arrived on when rmcp knows it, else to the most recent call in flight on
+//!   that server. It is re-sent to the caller tagged with the caller's
+//!   request id, so a Streamable HTTP client gets it on that request's own
+//!   stream. A caller that did not declare the capability, or no call in
+//!   flight, gets the downstream a clean JSON-RPC error saying so.
+//! - Log messages go to the callers in flight on that server, or to every
+//!   connected client when there is none (see [`super::Event::Log`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    ClientResult, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequest, ElicitRequestParams, ElicitResult, ListRootsRequest, ListRootsResult,
+    LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
+    RequestId, ServerRequest,
+};
+use rmcp::service::{InboundStreamOrigin, OriginatingRequestId, RequestContext};
+use rmcp::{ErrorData, Peer, RoleClient, RoleServer, ServiceError};
+
+/// The MCP client a proxied call is made for.
+#[derive(Clone)]
+pub struct Caller {
+    pub peer: Peer<RoleServer>,
+    /// Which MCP session the peer belongs to (one log copy per session).
+    pub session: u64,
+    /// The caller's request (server→client requests are tagged with it).
+    pub request_id: RequestId,
+    /// The caller's progress token, when it asked for progress.
+    pub progress_token: Option<ProgressToken>,
+    /// The least severe log level the caller wants.
+    pub log_level: LoggingLevel,
+}
+
+struct Call {
+    key: u64,
+    downstream_request: RequestId,
+    downstream_token: ProgressToken,
+    caller: Caller,
+}
+
+/// The calls in flight on one downstream, with their callers.
+#[derive(Default)]
+pub(super) struct InFlight {
+    calls: Mutex<Vec<Call>>,
+    next: AtomicU64,
+}
+
+/// Removes a call from [`InFlight`] when dropped.
+pub(super) struct Registration {
+    inflight: Arc<InFlight>,
+    key: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.inflight.lock().retain(|c| c.key != self.key);
+    }
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn register(
+        self: &Arc<Self>,
+        downstream_request: RequestId,
+        downstream_token: ProgressToken,
+        caller: Caller,
+    ) -> Registration {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().push(Call {
+            key,
+            downstream_request,
+            downstream_token,
+            caller,
+        });
+        Registration {
+            inflight: Arc::clone(self),
+            key,
+        }
+    }
+
+    fn by_token(&self, token: &ProgressToken) -> Option<Caller> {
+        self.lock()
+            .iter()
+            .find(|c| &c.downstream_token == token)
+            .map(|c| c.caller.clone())
+    }
+
+    /// The caller a server→client request belongs to.
+    fn for_request(&self, ctx: &RequestContext<RoleClient>) -> Option<Caller> {
+        let calls = self.lock();
+        if let Some(InboundStreamOrigin::OutboundRequest(id)) = ctx.extensions.get()
+            && let Some(c) = calls.iter().find(|c| &c.downstream_request == id)
+        {
+            return Some(c.caller.clone());
+        }
+        calls.last().map(|c| c.caller.clone())
+    }
+
+    /// Every caller in flight (one entry per call).
+    pub fn callers(&self) -> Vec<Caller> {
+        self.lock().iter().map(|c| c.caller.clone()).collect()
+    }
+}
+
+/// Sends a downstream's progress on to the caller, under the caller's token.
+pub(super) async fn progress(inflight: &InFlight, mut params: ProgressNotificationParam) {
+    let Some(caller) = inflight.by_token(&params.progress_token) else {
+        return;
+    };
+    let Some(token) = caller.progress_token else {
+        return;
+    };
+    params.progress_token = token;
+    let _ = caller.peer.notify_progress(params).await;
+}
+
+/// How severe a log level is (debug lowest).
+pub fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+/// Sends a downstream's log message to its callers in flight; `false` when
+/// there were none (the caller broadcasts it instead).
+pub(super) async fn log(
+    inflight: &InFlight,
+    server: &str,
+    mut params: LoggingMessageNotificationParam,
+) -> bool {
+    let callers = inflight.callers();
+    if callers.is_empty() {
+        return false;
+    }
+    params.logger.get_or_insert_with(|| server.to_string());
+    let mut sent = Vec::new();
+    for c in &callers {
+        if severity(params.level) < severity(c.log_level) || sent.contains(&c.session) {
+            continue;
+        }
+        sent.push(c.session);
+        let _ = c.peer.notify_logging_message(params.clone()).await;
+    }
+    true
+}
+
+/// Which server→client request is being forwarded.
+#[derive(Clone, Copy)]
+enum Kind {
+    Sampling,
+    Elicitation,
+    Roots,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sampling => "sampling",
+            Kind::Elicitation => "elicitation",
+            Kind::Roots => "roots",
+        }
+    }
+}
+
+/// The caller for a server→client request of `kind`, or the error the
+/// downstream gets.
+fn caller_for(
+    inflight: &InFlight,
+    server: &str,
+    kind: Kind,
+    ctx: &RequestContext<RoleClient>,
+) -> Result<Caller, ErrorData> {
+    let Some(caller) = inflight.for_request(ctx) else {
+        return Err(ErrorData::invalid_request(
+            format!(
+                "woollama cannot forward a {} request from server '{server}': no client call to it is in flight",
+                kind.as_str()
+            ),
+            None,
+        ));
+    };
+    let declared = caller.peer.peer_info().map(|info| {
+        let c = &info.capabilities;
+        match kind {
+            Kind::Sampling => c.sampling.is_some(),
+            Kind::Elicitation => c.elicitation.is_some(),
+            Kind::Roots => c.roots.is_some(),
+        }
+    });
+    if declared != Some(true) {
+        return Err(ErrorData::invalid_request(
+            format!(
+                "the client calling server '{server}' through woollama does not support {}",
+                kind.as_str()
+            ),
+            None,
+        ));
+    }
+    Ok(caller)
+}
+
+async fn send(caller: &Caller, mut request: ServerRequest) -> Result<ClientResult, ErrorData> {
+    use rmcp::model::GetExtensions;
+    request
+        .extensions_mut()
+        .insert(OriginatingRequestId(caller.request_id.clone()));
+    caller
+        .peer
+        .send_request(request)
+        .await
+        .map_err(|e| match e {
+            ServiceError::McpError(e) => e,
+            other => ErrorData::internal_error(
+                format!("the client did not answer through woollama: {other}"),
+                None,
+            ),
+        })
+}
+
+fn unexpected() -> ErrorData {
+    ErrorData::internal_error("the client answered with an unexpected result", None)
+}
+
+pub(super) async fn sampling(
+    inflight: &InFlight,
+    server: &str,
+    params: CreateMessageRequestParams,
+    ctx: RequestContext<RoleClient>,
+) -> Result<CreateMessageResult, ErrorData> {
+    let caller = caller_for(inflight, server, Kind::Sampling, &ctx)?;
+    let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+    match send(&caller, request).await? {
+        ClientResult::CreateMessageResult(r) => Ok(*r),
+        _ => Err(unexpected()),
+    }
+}
+
+pub(super) async fn elicitation(
+    inflight: &InFlight,
+    server: &str,
+    params: ElicitRequestParams,
+    ctx: RequestContext<RoleClient>,
+) -> Result<ElicitResult, ErrorData> {
+    let caller = caller_for(inflight, server, Kind::Elicitation, &ctx)?;
+    let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+    match send(&caller, request).await? {
+        ClientResult::ElicitResult(r) => Ok(r),
+        _ => Err(unexpected()),
+    }
+}
+
+pub(super) async fn roots(
+    inflight: &InFlight,
+    server: &str,
+    ctx: RequestContext<RoleClient>,
+) -> Result<ListRootsResult, ErrorData> {
+    let caller = caller_for(inflight, server, Kind::Roots, &ctx)?;
+    let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
+    match send(&caller, request).await? {
+        ClientResult::ListRootsResult(r) => Ok(r),
+        _ => Err(unexpected()),
+    }
+}
