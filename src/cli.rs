@@ -42,7 +42,12 @@ pub enum Command {
     /// Run the daemon: OpenAI HTTP on loopback TCP and a Unix socket (the default).
     Serve,
     /// Validate mcp.json, recipes.toml and inferencers.toml; binds and connects nothing.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to every MCP server once: report what each offers and
+        /// the names that collide under `"prefix": false`.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Serve MCP over stdio: the recipes as prompts, `chat`, and every downstream's tools.
     Mcp,
     /// Run a bundled example MCP server over stdio (hello, textops).
@@ -59,7 +64,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format, &env);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve_command(&env),
-        Command::CheckConfig => check_config(&env),
+        Command::CheckConfig { connect } => check_config(&env, connect),
         Command::Mcp => mcp_command(&env),
         Command::ExampleServer { name } => example_server(&name),
     }
@@ -125,16 +130,97 @@ fn example_server(name: &str) -> ExitCode {
     }
 }
 
-fn check_config(env: &Env) -> ExitCode {
+fn check_config(env: &Env, connect: bool) -> ExitCode {
     let loaded = config::load(env);
     let report = config::check_report(&loaded);
     print!("{}", report.stdout);
     eprint!("{}", report.stderr);
-    if report.ok {
+    let mut ok = report.ok;
+    if connect && !loaded.diagnostics.has_fatal() {
+        ok &= probe_servers(&loaded.config, env);
+    }
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `check-config --connect`: connects every MCP server once (no retry),
+/// prints what each offers, and the collisions of unprefixed names. `false`
+/// when a server could not be reached.
+fn probe_servers(config: &config::Config, env: &Env) -> bool {
+    use crate::tools::{Health, McpSettings, ToolRegistry};
+    let Some(runtime) = runtime() else {
+        return false;
+    };
+    runtime.block_on(async {
+        let Ok(client) = crate::inference::build_client() else {
+            eprintln!("error: cannot build the HTTP client");
+            return false;
+        };
+        let settings = McpSettings {
+            retry_max: std::time::Duration::ZERO,
+            ..McpSettings::from(&config.settings)
+        };
+        let reg = ToolRegistry::start(
+            &config.servers,
+            settings,
+            crate::mcp_surface::reserved(config),
+            env,
+            client,
+        );
+        let settled = |s: &Arc<crate::tools::Snapshot>| {
+            s.servers.iter().all(|x| !matches!(x.health, Health::Connecting))
+        };
+        let deadline = settings.connect_timeout + std::time::Duration::from_secs(1);
+        let snap = match tokio::time::timeout(deadline, reg.wait_for(settled)).await {
+            Ok(Some(s)) => s,
+            _ => reg.snapshot(),
+        };
+        let mut ok = true;
+        println!("MCP servers (--connect):");
+        for s in &snap.servers {
+            let naming = if s.unprefixed { ", unprefixed" } else { "" };
+            match &s.health {
+                Health::Connected => {
+                    println!(
+                        "  {}: connected ({}{naming}): {} tool(s), {} prompt(s), {} resource(s), {} template(s)",
+                        s.name,
+                        s.transport,
+                        s.tools,
+                        snap.prompts.iter().filter(|p| p.server == s.name).count(),
+                        snap.resources.iter().filter(|r| r.server == s.name).count(),
+                        snap.templates.iter().filter(|t| t.server == s.name).count(),
+                    );
+                }
+                Health::Failed { reason } | Health::Retrying { last_error: reason, .. } => {
+                    ok = false;
+                    println!("  {}: unreachable ({}{naming})", s.name, s.transport);
+                    eprintln!("error: mcp.json: server '{}' could not be reached: {reason}", s.name);
+                }
+                Health::Connecting => {
+                    ok = false;
+                    println!("  {}: no answer ({}{naming})", s.name, s.transport);
+                    eprintln!(
+                        "error: mcp.json: server '{}' did not finish connecting within {}s",
+                        s.name,
+                        deadline.as_secs_f64()
+                    );
+                }
+            }
+        }
+        for c in &snap.collisions {
+            eprintln!("warning: mcp.json: name collision: {c}");
+        }
+        if snap.collisions.is_empty() {
+            println!("name collisions: none");
+        } else {
+            println!("name collisions: {} (see the warnings)", snap.collisions.len());
+        }
+        reg.shutdown(std::time::Duration::from_secs(5)).await;
+        ok
+    })
 }
 
 /// Loads the config for a command that runs; `None` (after saying why on

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::mock::{Gate, Mock, Reply, sse_chunks};
 use futures_util::StreamExt;
+use serde_json::json;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -269,6 +270,37 @@ fn check_config_reports_and_exits_by_result() {
     assert!(err.trim_end().ends_with("2 problem(s) found"), "{err}");
     assert!(!out.contains("config OK"));
     assert!(!d.run.exists(), "check-config must bind nothing");
+}
+
+#[test]
+fn check_config_connect_reports_servers_and_collisions() {
+    let d = dirs();
+    let hello = json!({"command": BIN, "args": ["example-server", "hello"], "prefix": false});
+    let mcp = json!({"mcpServers": {
+        "one": hello,
+        "two": hello,
+        "gone": {"command": d.home.join("no-such-server")}
+    }});
+    std::fs::write(d.config.join("mcp.json"), mcp.to_string()).expect("write");
+    let (st, out, err) = output(command(&d, &["check-config", "--connect"]));
+    assert_eq!(st.code(), Some(1), "{out}{err}");
+    assert!(
+        out.contains("  one: connected (stdio, unprefixed): 2 tool(s), 0 prompt(s)"),
+        "{out}"
+    );
+    assert!(out.contains("  gone: unreachable (stdio)"), "{out}");
+    assert!(out.contains("name collisions: 2"), "{out}");
+    assert!(
+        err.contains("warning: mcp.json: name collision: tool 'count_to' of server 'two' collides with server 'one'; exposed as 'mcp__two__count_to'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: mcp.json: server 'gone' could not be reached: cannot start"),
+        "{err}"
+    );
+    // Without --connect nothing is started.
+    let (_, out, _) = output(command(&d, &["check-config"]));
+    assert!(!out.contains("--connect"), "{out}");
 }
 
 #[test]

@@ -258,7 +258,9 @@ async fn the_http_surface_carries_recipes_chat_and_downstream_tools() {
         {
             // The proxied count_to above reported its progress too ("1", "2").
             Heard::Progress(p)
-                if p.message.as_deref().is_some_and(|m| m.starts_with(['→', '←'])) =>
+                if p.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(['→', '←'])) =>
             {
                 progress.push(p)
             }

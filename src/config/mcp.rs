@@ -164,6 +164,26 @@ pub fn parse(text: &str, file: &str, env: &Env, diags: &mut Diagnostics) -> McpC
             ),
         }
     }
+    let mut unprefixed: Vec<&str> = out
+        .servers
+        .iter()
+        .filter(|s| !s.prefix)
+        .map(|s| s.name.as_str())
+        .collect();
+    unprefixed.sort_unstable();
+    if let [first, rest @ ..] = unprefixed.as_slice()
+        && !rest.is_empty()
+    {
+        diags.warn(
+            file,
+            &root.key("mcpServers"),
+            format!(
+                "{} servers have \"prefix\": false ({}); a name two of them offer goes to the first by name ('{first}') and the others keep their prefixed name (`woollama check-config --connect` lists actual collisions)",
+                unprefixed.len(),
+                unprefixed.join(", ")
+            ),
+        );
+    }
     out
 }
 
@@ -650,6 +670,31 @@ mod tests {
         assert!(fatal[0].contains("mcpServers._off.command") && fatal[0].contains("${NOT_SET}"));
         assert!(fatal[1].contains("${ALSO}"));
         assert!(c.servers.is_empty());
+    }
+
+    #[test]
+    fn prefix_is_a_boolean_and_several_unprefixed_servers_warn() {
+        let (c, d) = load(
+            r#"{"mcpServers": {"z": {"command": "x", "prefix": false}, "a": {"command": "x", "prefix": false}, "p": {"command": "x"}, "bad": {"command": "x", "prefix": "no"}}}"#,
+        );
+        let prefixes: Vec<(&str, bool)> = c
+            .servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.prefix))
+            .collect();
+        assert_eq!(prefixes, vec![("z", false), ("a", false), ("p", true)]);
+        let errors = messages(&d, Severity::Error);
+        assert!(
+            errors[0].contains("mcpServers.bad.prefix")
+                && errors[0].contains("expected true or false"),
+            "{errors:?}"
+        );
+        let warnings = messages(&d, Severity::Warning);
+        assert!(
+            warnings[0].contains("2 servers have \"prefix\": false (a, z)")
+                && warnings[0].contains("first by name ('a')"),
+            "{warnings:?}"
+        );
     }
 
     #[test]
