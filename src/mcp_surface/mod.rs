@@ -365,6 +365,14 @@ impl ServerHandler for Surface {
         Ok(ListToolsResult::with_all_items(tools))
     }
 
+    /// Lets rmcp validate `Mcp-Param-*` headers against a tool's schema.
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        if name == chat::NAME {
+            return Some(chat::tool());
+        }
+        self.state.tools.snapshot().tool(name).map(reexport)
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
