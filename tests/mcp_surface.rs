@@ -368,6 +368,113 @@ async fn a_client_that_cancels_chat_cancels_the_upstream() {
     app.tools.shutdown(LIMIT).await;
 }
 
+/// A model answer that never finishes; `dropped` fires when woollama lets go of it.
+fn endless_answer(mock: &Mock) -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    mock.push(Reply::Stream {
+        content_type: "application/json",
+        chunks: sse_chunks(&["a", "b"]),
+        gate: Some(Gate {
+            hold_after: 1,
+            release: Arc::new(tokio::sync::Notify::new()),
+            dropped: Some(tx),
+        }),
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_chat_stops_the_loop() {
+    let mock = Mock::start().await;
+    let dropped = endless_answer(&mock);
+    let app = app(&mock, json!({})).await;
+    let (client, _) = connect_http(&app, "/mcp").await;
+    let peer = client.peer().clone();
+    let call = tokio::spawn(async move {
+        peer.call_tool_once(
+            CallToolRequestParams::new("chat")
+                .with_arguments(obj(json!({"recipe": "plain", "messages": []}))),
+        )
+        .await
+    });
+    tokio::time::timeout(LIMIT, mock.wait_for_requests(1))
+        .await
+        .expect("the model was never asked");
+    // No notifications/cancelled: the client just closes its session.
+    client.cancel().await.expect("close");
+    tokio::time::timeout(LIMIT, dropped)
+        .await
+        .expect("the model request outlived the client")
+        .expect("signal");
+    assert!(
+        matches!(
+            tokio::time::timeout(LIMIT, call).await,
+            Ok(Ok(Err(_)) | Err(_))
+        ),
+        "the call cannot have an answer"
+    );
+    app.tools.shutdown(LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_client_that_goes_away_mid_chat_ends_woollama_mcp() {
+    let mock = Mock::start().await;
+    let dropped = endless_answer(&mock);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("inferencers.toml"),
+        format!("[inferencers.mock]\nbase_url = \"{}\"\n", mock.base_url()),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("recipes.toml"), RECIPES).expect("write");
+    std::fs::write(dir.path().join("mcp.json"), r#"{"mcpServers": {}}"#).expect("write");
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("mcp")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("WOOLLAMA_CONFIG_DIR", dir.path())
+        .env("XDG_RUNTIME_DIR", dir.path().join("run"));
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .spawn()
+        .expect("spawn woollama mcp");
+    let pid = transport.id().expect("pid");
+    let (tx, _heard) = mpsc::unbounded_channel();
+    let client = Listener(tx).serve(transport).await.expect("initialize");
+    let peer = client.peer().clone();
+    let _call = tokio::spawn(async move {
+        peer.call_tool_once(
+            CallToolRequestParams::new("chat")
+                .with_arguments(obj(json!({"recipe": "plain", "messages": []}))),
+        )
+        .await
+    });
+    tokio::time::timeout(LIMIT, mock.wait_for_requests(1))
+        .await
+        .expect("the model was never asked");
+    // The client closes stdin mid-chat.
+    drop(client);
+    tokio::time::timeout(LIMIT, dropped)
+        .await
+        .expect("the model request outlived the stdio client")
+        .expect("signal");
+    // And the process itself is gone (reaped by the transport).
+    let gone = tokio::time::timeout(LIMIT, async {
+        while std::path::Path::new(&format!("/proc/{pid}/status"))
+            .exists()
+            .then(|| std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default())
+            .is_some_and(|s| !s.contains("State:\tZ"))
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "woollama mcp ({pid}) kept running without its client"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn woollama_mcp_serves_over_stdio() {
     let mock = Mock::start().await;
