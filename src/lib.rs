@@ -21,8 +21,12 @@
 //! - [`http`]: the axum router, one file per route family, the error type.
 //! - [`serve`]: TCP and Unix-socket listeners, the banner, shutdown.
 //! - [`orchestrate`]: the recipe loop, as a stream of events.
-//! - [`mcp_surface`]: woollama as an MCP server (stdio and `/mcp`).
-//! - [`tools`]: the MCP client side: downstream connections, health, wire names.
+//! - [`mcp_surface`]: woollama as an MCP server (stdio and `/mcp`): recipes
+//!   as prompts, `chat`, and the aggregated downstream namespace.
+//! - [`tools`]: the MCP client side: downstream connections, health, the
+//!   aggregated namespace (`tools::catalog`: tools, prompts, resources under
+//!   exposed names) and what travels back up a proxied call
+//!   (`tools::forward`: progress, logs, sampling/elicitation/roots).
 //! - [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
 pub mod cli;

@@ -1,5 +1,7 @@
 //! The MCP client side: one long-lived connection per `mcp.json` server, the
-//! tool snapshot, health and reconnect, wire names, dispatch.
+//! snapshot of what they offer (tools, prompts, resources, templates — see
+//! `catalog` for the exposed names), health and reconnect, dispatch, and
+//! the forwarding of what a downstream sends back during a call (`forward`).
 //!
 //! - Every server connects concurrently in its own supervisor task, bounded
 //!   by `WOOLLAMA_MCP_CONNECT_TIMEOUT_SECS`; the daemon serves while they
@@ -11,7 +13,8 @@
 //!   connecting is noticed — its transport closes, or a call through it fails
 //!   at the transport — reported `retrying`, and reconnected with backoff
 //!   (`WOOLLAMA_MCP_RETRY_MAX_SECS`; `0` disables retry and marks it
-//!   `failed`). `notifications/tools/list_changed` refreshes its roster.
+//!   `failed`). A `list_changed` for tools, prompts or resources refreshes
+//!   its lists.
 //! - Children get an allow-listed environment plus their `env`, run in their
 //!   own process group, and are stopped — stdin closed, then SIGTERM to the
 //!   group, then SIGKILL — at [`ToolRegistry::shutdown`].
