@@ -164,7 +164,7 @@ pub async fn run(
     let mut reporter = Reporter {
         peer: ctx.peer.clone(),
         token: ctx.meta.get_progress_token(),
-        log: surface.logs_info(),
+        log: surface.logs_info(&ctx),
         step: 0,
     };
     loop {

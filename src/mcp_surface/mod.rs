@@ -45,7 +45,8 @@ use rmcp::model::{
     ResultType, ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
     Tool, UnsubscribeRequestParams,
 };
-use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::model::{ResourceUpdatedNotification, ServerNotification, SubscriptionFilter};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext, SubscriptionSink};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, ServiceExt};
@@ -63,19 +64,38 @@ pub fn reserved(config: &Config) -> Reserved {
     }
 }
 
-/// One connected MCP session.
-struct Session {
+/// Where a client hears what is not an answer: its session (2025-11-25), or
+/// a `subscriptions/listen` stream (2026-07-28, which has no sessions).
+#[derive(Clone)]
+enum Channel {
+    Session {
+        peer: Peer<RoleServer>,
+        level: Arc<Mutex<LoggingLevel>>,
+    },
+    Listen(SubscriptionSink),
+}
+
+/// One client that can be told of changes.
+struct Listener {
     id: u64,
-    peer: Peer<RoleServer>,
-    level: Arc<Mutex<LoggingLevel>>,
+    channel: Channel,
     /// Resource URIs (as this client sees them) it subscribed to.
     subscriptions: HashSet<String>,
 }
 
-/// The sessions connected to this process's MCP surface: for `list_changed`,
+impl Listener {
+    fn gone(&self) -> bool {
+        match &self.channel {
+            Channel::Session { peer, .. } => peer.is_transport_closed(),
+            Channel::Listen(_) => false, // removed when its listen request ends
+        }
+    }
+}
+
+/// The clients connected to this process's MCP surface: for `list_changed`,
 /// log messages sent outside of a call, and resource updates.
 #[derive(Clone, Default)]
-pub struct Clients(Arc<Mutex<Vec<Session>>>);
+pub struct Clients(Arc<Mutex<Vec<Listener>>>);
 
 impl std::fmt::Debug for Clients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,72 +112,100 @@ enum List {
 }
 
 impl Clients {
-    fn add(&self, id: u64, peer: Peer<RoleServer>, level: Arc<Mutex<LoggingLevel>>) {
-        self.lock().push(Session {
+    fn add(&self, id: u64, channel: Channel, subscriptions: HashSet<String>) {
+        self.lock().push(Listener {
             id,
-            peer,
-            level,
-            subscriptions: HashSet::new(),
+            channel,
+            subscriptions,
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
+    fn remove(&self, id: u64) {
+        self.lock().retain(|l| l.id != id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Listener>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The live peers matching `pick`; forgets the sessions gone.
-    fn peers(&self, pick: impl Fn(&Session) -> bool) -> Vec<Peer<RoleServer>> {
-        let mut sessions = self.lock();
-        sessions.retain(|s| !s.peer.is_transport_closed());
-        sessions
-            .iter()
-            .filter(|s| pick(s))
-            .map(|s| s.peer.clone())
+    /// The live channels matching `pick`; forgets the sessions gone.
+    fn channels(&self, pick: impl Fn(&Listener) -> bool) -> Vec<Channel> {
+        let mut all = self.lock();
+        all.retain(|l| !l.gone());
+        all.iter()
+            .filter(|l| pick(l))
+            .map(|l| l.channel.clone())
             .collect()
     }
 
     async fn changed(&self, list: List) {
-        for p in self.peers(|_| true) {
-            let _ = match list {
-                List::Tools => p.notify_tool_list_changed().await,
-                List::Prompts => p.notify_prompt_list_changed().await,
-                List::Resources => p.notify_resource_list_changed().await,
-            };
+        for c in self.channels(|_| true) {
+            match c {
+                Channel::Session { peer, .. } => {
+                    let _ = match list {
+                        List::Tools => peer.notify_tool_list_changed().await,
+                        List::Prompts => peer.notify_prompt_list_changed().await,
+                        List::Resources => peer.notify_resource_list_changed().await,
+                    };
+                }
+                // A listener that did not ask for this list refuses it; fine.
+                Channel::Listen(sink) => {
+                    let _ = match list {
+                        List::Tools => sink.notify_tool_list_changed().await,
+                        List::Prompts => sink.notify_prompt_list_changed().await,
+                        List::Resources => sink.notify_resource_list_changed().await,
+                    };
+                }
+            }
         }
     }
 
+    /// A log message sent outside of any call: to every session whose level
+    /// admits it (2026-07-28 has no place for such messages).
     async fn log(&self, params: LoggingMessageNotificationParam) {
         let wanted = tools::severity(params.level);
-        let peers = self.peers(|s| wanted >= tools::severity(*lock(&s.level)));
-        for p in peers {
-            let _ = p.notify_logging_message(params.clone()).await;
+        for c in self.channels(|_| true) {
+            if let Channel::Session { peer, level } = c
+                && wanted >= tools::severity(*lock(&level))
+            {
+                let _ = peer.notify_logging_message(params.clone()).await;
+            }
         }
     }
 
     async fn resource_updated(&self, uri: &str) {
-        for p in self.peers(|s| s.subscriptions.contains(uri)) {
-            let _ = p
-                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
-                .await;
+        let params = ResourceUpdatedNotificationParam::new(uri);
+        for c in self.channels(|l| l.subscriptions.contains(uri)) {
+            let _ = match c {
+                Channel::Session { peer, .. } => peer
+                    .notify_resource_updated(params.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Channel::Listen(sink) => sink
+                    .send(ServerNotification::ResourceUpdatedNotification(
+                        ResourceUpdatedNotification::new(params.clone()),
+                    ))
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
         }
     }
 
-    /// Records a (un)subscription; `true` when another session still holds
+    /// Records a (un)subscription; `true` when another client still holds
     /// one to `uri` (so the downstream subscription stays).
     fn subscribe(&self, id: u64, uri: &str, on: bool) -> bool {
-        let mut sessions = self.lock();
-        for s in sessions.iter_mut().filter(|s| s.id == id) {
+        let mut all = self.lock();
+        for l in all.iter_mut().filter(|l| l.id == id) {
             if on {
-                s.subscriptions.insert(uri.to_string());
+                l.subscriptions.insert(uri.to_string());
             } else {
-                s.subscriptions.remove(uri);
+                l.subscriptions.remove(uri);
             }
         }
-        sessions
-            .iter()
-            .any(|s| s.id != id && s.subscriptions.contains(uri))
+        all.iter()
+            .any(|l| l.id != id && l.subscriptions.contains(uri))
     }
 }
 
@@ -258,8 +306,20 @@ impl Surface {
         }
     }
 
-    fn logs_info(&self) -> bool {
-        tools::severity(LoggingLevel::Info) >= tools::severity(*lock(&self.level))
+    /// The least severe log level this request's client wants: the
+    /// session's `logging/setLevel`, or on 2026-07-28 (no session) the level
+    /// the request names in its `_meta` — none named, no log messages.
+    fn log_threshold(&self, ctx: &RequestContext<RoleServer>) -> Option<LoggingLevel> {
+        if ctx.meta.protocol_version().is_some() {
+            ctx.meta.log_level()
+        } else {
+            Some(*lock(&self.level))
+        }
+    }
+
+    fn logs_info(&self, ctx: &RequestContext<RoleServer>) -> bool {
+        self.log_threshold(ctx)
+            .is_some_and(|l| tools::severity(LoggingLevel::Info) >= tools::severity(l))
     }
 
     /// The caller a proxied request is made for.
@@ -269,8 +329,20 @@ impl Surface {
             session: self.id,
             request_id: ctx.id.clone(),
             progress_token: ctx.meta.get_progress_token(),
-            log_level: *lock(&self.level),
+            log_level: self.log_threshold(ctx),
         }
+    }
+
+    /// The downstream snapshot, once the first connection attempts are over
+    /// (bounded; see `ToolRegistry::settled`).
+    async fn snapshot(&self) -> Arc<tools::Snapshot> {
+        let limit = self
+            .state
+            .tools
+            .settings()
+            .connect_timeout
+            .min(std::time::Duration::from_secs(10));
+        self.state.tools.settled(limit).await
     }
 
     /// Whether any downstream is configured (resources and completions are
@@ -342,14 +414,62 @@ impl ServerHandler for Surface {
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        self.clients.add(self.id, ctx.peer, Arc::clone(&self.level));
+        let channel = Channel::Session {
+            peer: ctx.peer,
+            level: Arc::clone(&self.level),
+        };
+        self.clients.add(self.id, channel, HashSet::new());
+    }
+
+    /// 2026-07-28 `subscriptions/listen`: every list change and resource
+    /// update the client asks for (rmcp narrows the filter to what is
+    /// advertised).
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        let uris: HashSet<String> = ctx
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for uri in &uris {
+            if let Err(e) = self.state.tools.subscribe(uri, true).await {
+                tracing::warn!(uri, error = %e, "a listen subscription could not be passed on");
+            }
+        }
+        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        self.clients
+            .add(id, Channel::Listen(ctx.sink().clone()), uris.clone());
+        ctx.cancelled().await;
+        self.clients.remove(id);
+        for uri in &uris {
+            if !self.clients.subscribe(id, uri, false) {
+                let _ = self.state.tools.subscribe(uri, false).await;
+            }
+        }
+        Ok(())
     }
 
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if ctx.meta.protocol_version().is_some() {
+            // 2026-07-28 has no sessions: the level travels in each request's _meta.
+            return Err(ErrorData::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                "logging/setLevel is not part of protocol 2026-07-28; send the level in each request's _meta",
+                None,
+            ));
+        }
         *lock(&self.level) = request.level;
         Ok(())
     }
@@ -359,7 +479,7 @@ impl ServerHandler for Surface {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let snap = self.state.tools.snapshot();
+        let snap = self.snapshot().await;
         let mut tools = vec![chat::tool()];
         tools.extend(snap.listed().map(reexport));
         Ok(ListToolsResult::with_all_items(tools))
@@ -382,6 +502,10 @@ impl ServerHandler for Surface {
             return Ok(CallToolResponse::Complete(
                 chat::run(self, request.arguments, ctx).await,
             ));
+        }
+        if self.state.tools.snapshot().tool(&request.name).is_none() {
+            // Right after start-up the tool's server may still be connecting.
+            self.snapshot().await;
         }
         let call =
             self.state
@@ -409,7 +533,7 @@ impl ServerHandler for Surface {
         _: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let mut list = prompts::list(&self.state.config.recipes);
-        let snap = self.state.tools.snapshot();
+        let snap = self.snapshot().await;
         list.extend(snap.prompts.iter().map(|p| {
             let mut prompt = p.prompt.clone();
             prompt.name.clone_from(&p.wire);
@@ -424,7 +548,7 @@ impl ServerHandler for Surface {
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         if self.state.config.recipes.contains_key(&request.name)
-            || self.state.tools.snapshot().prompt(&request.name).is_none()
+            || self.snapshot().await.prompt(&request.name).is_none()
         {
             return prompts::get(&self.state.config.recipes, &request)
                 .map(GetPromptResponse::Complete);
@@ -441,7 +565,7 @@ impl ServerHandler for Surface {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let snap = self.state.tools.snapshot();
+        let snap = self.snapshot().await;
         let list = snap.resources.iter().map(|r| {
             let mut resource = r.resource.clone();
             resource.uri.clone_from(&r.uri);
@@ -455,7 +579,7 @@ impl ServerHandler for Surface {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let snap = self.state.tools.snapshot();
+        let snap = self.snapshot().await;
         let list = snap.templates.iter().map(|t| {
             let mut template = t.template.clone();
             template.uri_template.clone_from(&t.uri_template);
@@ -469,6 +593,7 @@ impl ServerHandler for Surface {
         request: ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        self.snapshot().await;
         let read = self
             .state
             .tools

@@ -11,12 +11,17 @@ use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
     ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequestParams,
     CreateMessageResult, ElicitRequestParams, ElicitResult, Implementation, ListRootsResult,
-    LoggingMessageNotificationParam, ProgressNotificationParam, RequestId,
-    ResourceUpdatedNotificationParam, ServerCapabilities, ServerResult,
+    RequestId, ResourceUpdatedNotificationParam, ServerCapabilities, ServerResult,
 };
-use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext, RunningService};
+use rmcp::model::{JsonRpcMessage, ServerNotification};
+use rmcp::service::{
+    NotificationContext, PeerRequestOptions, RequestContext, RunningService, RxJsonRpcMessage,
+    TxJsonRpcMessage,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::{
+    StreamableHttpClientTransport, TokioChildProcess, Transport as McpTransport,
+};
 use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceError, ServiceExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, broadcast};
@@ -197,13 +202,15 @@ impl Downstream {
     ) -> Result<ServerResult, Error> {
         let peer = self.peer()?;
         let exchange = async {
+            // Registered before sending: the server may answer with progress
+            // or a request of its own before `send_request_with_option` returns.
+            let registered = caller.map(|c| self.inflight.register(c));
             let handle = peer
                 .send_request_with_option(request, PeerRequestOptions::no_options())
                 .await?;
-            let _registered = caller.map(|c| {
-                self.inflight
-                    .register(handle.id.clone(), handle.progress_token.clone(), c)
-            });
+            if let Some(r) = &registered {
+                r.sent(handle.id.clone(), handle.progress_token.clone());
+            }
             let mut guard = CancelOnDrop {
                 peer: peer.clone(),
                 id: Some(handle.id.clone()),
@@ -241,8 +248,8 @@ impl Downstream {
 }
 
 /// The client side of one downstream session: learns of list changes, and
-/// sends progress, log messages, resource updates and server→client requests
-/// on to woollama's own clients.
+/// sends resource updates and server→client requests on to woollama's own
+/// clients (progress and log messages are taken earlier, by [`InOrder`]).
 #[derive(Clone)]
 struct DownstreamClient {
     server: String,
@@ -273,27 +280,6 @@ impl ClientHandler for DownstreamClient {
             server: self.server.clone(),
             uri: params.uri,
         });
-    }
-
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        forward::progress(&self.inflight, params).await;
-    }
-
-    async fn on_logging_message(
-        &self,
-        params: LoggingMessageNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        if !forward::log(&self.inflight, &self.server, params.clone()).await {
-            let _ = self.events.send(Event::Log {
-                server: self.server.clone(),
-                params,
-            });
-        }
     }
 
     async fn create_message(
@@ -332,6 +318,69 @@ impl ClientHandler for DownstreamClient {
             capabilities,
             Implementation::new("woollama", env!("CARGO_PKG_VERSION")),
         )
+    }
+}
+
+/// A downstream transport that forwards progress and log messages as they
+/// are read, before rmcp sees them.
+///
+/// rmcp hands each notification to the handler in a task of its own, but a
+/// response straight to the waiting call: through the handler, progress could
+/// reach the caller out of order, or after the call's result (and be lost).
+/// Reading them here, in wire order and before the response that follows them
+/// is read, keeps the caller's progress increasing and complete.
+struct InOrder<T> {
+    inner: T,
+    server: String,
+    inflight: Arc<InFlight>,
+    events: broadcast::Sender<Event>,
+}
+
+impl<T> InOrder<T> {
+    fn new(inner: T, ds: &Downstream, events: &broadcast::Sender<Event>) -> Self {
+        Self {
+            inner,
+            server: ds.spec.name.clone(),
+            inflight: Arc::clone(&ds.inflight),
+            events: events.clone(),
+        }
+    }
+}
+
+impl<T: McpTransport<RoleClient>> McpTransport<RoleClient> for InOrder<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await?;
+        if let JsonRpcMessage::Notification(n) = &message {
+            match &n.notification {
+                ServerNotification::ProgressNotification(p) => {
+                    forward::progress(&self.inflight, p.params.clone()).await;
+                }
+                ServerNotification::LoggingMessageNotification(l) => {
+                    let params = l.params.clone();
+                    if !forward::log(&self.inflight, &self.server, params.clone()).await {
+                        let _ = self.events.send(Event::Log {
+                            server: self.server.clone(),
+                            params,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(message)
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
     }
 }
 
@@ -444,7 +493,7 @@ async fn connect(
                 });
             }
             handler
-                .serve(transport)
+                .serve(InOrder::new(transport, ds, events))
                 .await
                 .map_err(|e| format!("MCP handshake failed: {e}"))?
         }
@@ -460,7 +509,7 @@ async fn connect(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(map);
             let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
             handler
-                .serve(transport)
+                .serve(InOrder::new(transport, ds, events))
                 .await
                 .map_err(|e| format!("MCP handshake failed: {e}"))?
         }

@@ -17,6 +17,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rmcp::model::{
     ClientResult, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
@@ -26,6 +27,7 @@ use rmcp::model::{
 };
 use rmcp::service::{InboundStreamOrigin, OriginatingRequestId, RequestContext};
 use rmcp::{ErrorData, Peer, RoleClient, RoleServer, ServiceError};
+use tokio::sync::Notify;
 
 /// The MCP client a proxied call is made for.
 #[derive(Clone)]
@@ -37,14 +39,16 @@ pub struct Caller {
     pub request_id: RequestId,
     /// The caller's progress token, when it asked for progress.
     pub progress_token: Option<ProgressToken>,
-    /// The least severe log level the caller wants.
-    pub log_level: LoggingLevel,
+    /// The least severe log level the caller wants; `None`: no log messages
+    /// (a 2026-07-28 request that named no level).
+    pub log_level: Option<LoggingLevel>,
 }
 
 struct Call {
     key: u64,
-    downstream_request: RequestId,
-    downstream_token: ProgressToken,
+    /// The downstream request and its progress token; `None` for the moment
+    /// between registering a call and rmcp handing back its ids.
+    ids: Option<(RequestId, ProgressToken)>,
     caller: Caller,
 }
 
@@ -53,19 +57,41 @@ struct Call {
 pub(super) struct InFlight {
     calls: Mutex<Vec<Call>>,
     next: AtomicU64,
+    /// Signalled whenever a call gets its ids or goes away.
+    settled: Notify,
 }
 
-/// Removes a call from [`InFlight`] when dropped.
+/// A call's place in [`InFlight`]; removed when dropped.
 pub(super) struct Registration {
     inflight: Arc<InFlight>,
     key: u64,
 }
 
+impl Registration {
+    /// Records the ids rmcp gave the downstream request.
+    pub fn sent(&self, request: RequestId, token: ProgressToken) {
+        for c in self
+            .inflight
+            .lock()
+            .iter_mut()
+            .filter(|c| c.key == self.key)
+        {
+            c.ids = Some((request.clone(), token.clone()));
+        }
+        self.inflight.settled.notify_waiters();
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.inflight.lock().retain(|c| c.key != self.key);
+        self.inflight.settled.notify_waiters();
     }
 }
+
+/// How long a notification waits for its call's ids (which take
+/// microseconds: the request is being handed to rmcp's send loop).
+const IDS_WAIT: Duration = Duration::from_secs(2);
 
 impl InFlight {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
@@ -74,17 +100,13 @@ impl InFlight {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn register(
-        self: &Arc<Self>,
-        downstream_request: RequestId,
-        downstream_token: ProgressToken,
-        caller: Caller,
-    ) -> Registration {
+    /// Registers a call **before** it is sent, so whatever the downstream
+    /// sends back about it finds its caller.
+    pub fn register(self: &Arc<Self>, caller: Caller) -> Registration {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         self.lock().push(Call {
             key,
-            downstream_request,
-            downstream_token,
+            ids: None,
             caller,
         });
         Registration {
@@ -93,18 +115,41 @@ impl InFlight {
         }
     }
 
-    fn by_token(&self, token: &ProgressToken) -> Option<Caller> {
-        self.lock()
-            .iter()
-            .find(|c| &c.downstream_token == token)
-            .map(|c| c.caller.clone())
+    /// The caller of the call with this progress token, waiting (bounded)
+    /// for calls still being sent.
+    async fn by_token(&self, token: &ProgressToken) -> Option<Caller> {
+        let found = tokio::time::timeout(IDS_WAIT, async {
+            loop {
+                let settled = self.settled.notified();
+                tokio::pin!(settled);
+                settled.as_mut().enable();
+                {
+                    let calls = self.lock();
+                    if let Some(c) = calls
+                        .iter()
+                        .find(|c| c.ids.as_ref().is_some_and(|(_, t)| t == token))
+                    {
+                        return Some(c.caller.clone());
+                    }
+                    if calls.iter().all(|c| c.ids.is_some()) {
+                        return None;
+                    }
+                }
+                settled.await;
+            }
+        })
+        .await;
+        found.ok().flatten()
     }
 
-    /// The caller a server→client request belongs to.
+    /// The caller a server→client request belongs to: the call on whose
+    /// stream it came when rmcp knows it, else the most recent call.
     fn for_request(&self, ctx: &RequestContext<RoleClient>) -> Option<Caller> {
         let calls = self.lock();
         if let Some(InboundStreamOrigin::OutboundRequest(id)) = ctx.extensions.get()
-            && let Some(c) = calls.iter().find(|c| &c.downstream_request == id)
+            && let Some(c) = calls
+                .iter()
+                .find(|c| c.ids.as_ref().is_some_and(|(r, _)| r == id))
         {
             return Some(c.caller.clone());
         }
@@ -119,7 +164,7 @@ impl InFlight {
 
 /// Sends a downstream's progress on to the caller, under the caller's token.
 pub(super) async fn progress(inflight: &InFlight, mut params: ProgressNotificationParam) {
-    let Some(caller) = inflight.by_token(&params.progress_token) else {
+    let Some(caller) = inflight.by_token(&params.progress_token).await else {
         return;
     };
     let Some(token) = caller.progress_token else {
@@ -157,7 +202,10 @@ pub(super) async fn log(
     params.logger.get_or_insert_with(|| server.to_string());
     let mut sent = Vec::new();
     for c in &callers {
-        if severity(params.level) < severity(c.log_level) || sent.contains(&c.session) {
+        let wanted = c
+            .log_level
+            .is_some_and(|l| severity(params.level) >= severity(l));
+        if !wanted || sent.contains(&c.session) {
             continue;
         }
         sent.push(c.session);

@@ -274,6 +274,24 @@ impl ToolRegistry {
         self.inner.settings
     }
 
+    /// Waits, at most `limit`, until every server has finished its first
+    /// connection attempt (connected, retrying or failed), and returns the
+    /// snapshot then. A client that lists right after woollama started sees
+    /// the downstreams that could connect, not an empty roster; later
+    /// changes reach it as `list_changed`.
+    pub async fn settled(&self, limit: Duration) -> Arc<Snapshot> {
+        let first_done =
+            |s: &Arc<Snapshot>| !s.servers.iter().any(|x| x.health == Health::Connecting);
+        let now = self.snapshot();
+        if first_done(&now) {
+            return now;
+        }
+        match tokio::time::timeout(limit, self.wait_for(first_done)).await {
+            Ok(Some(s)) => s,
+            _ => self.snapshot(),
+        }
+    }
+
     /// Follows what downstreams send outside of calls (resource updates,
     /// stray log messages).
     pub fn events(&self) -> broadcast::Receiver<Event> {
