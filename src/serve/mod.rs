@@ -11,6 +11,7 @@
 
 pub mod socket;
 
+use axum::serve::ListenerExt as _;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -174,7 +175,13 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
     let mut servers = JoinSet::new();
     servers.spawn(
         axum::serve(
-            tcp,
+            // Without TCP_NODELAY a response written in pieces (SSE, MCP's
+            // Streamable HTTP) waits out the peer's delayed ACK: ~40 ms.
+            tcp.tap_io(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+            }),
             tcp_app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
