@@ -13,11 +13,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::mock::Mock;
-use common::{Setup, TestApp};
+use common::{Setup, TestApp, obj, server_everything};
 use rmcp::model::{
     ArgumentInfo, CallToolRequestParams, ClientCapabilities, ClientConfig, CompleteRequestParams,
     ContentBlock, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
@@ -34,24 +33,6 @@ use tokio::sync::mpsc;
 use woollama::tools::Health;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn everything() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-peers",
-        p.display()
-    );
-    p
-}
-
-fn obj(v: Value) -> serde_json::Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    }
-}
 
 /// A client that can sample and elicit (when `capable`), and reports the
 /// progress it hears.
@@ -148,7 +129,8 @@ fn text(c: &ContentBlock) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_everything_through_the_mcp_surface() {
-    let (_mock, app) = start(json!({"command": "node", "args": [everything(), "stdio"]})).await;
+    let (_mock, app) =
+        start(json!({"command": "node", "args": [server_everything(), "stdio"]})).await;
     let (client, mut progress) = connect(&app, true).await;
     let caps = &client.peer_info().expect("server info").capabilities;
     assert!(caps.resources.as_ref().and_then(|r| r.subscribe) == Some(true));
@@ -307,7 +289,7 @@ async fn server_everything_through_the_mcp_surface() {
 async fn an_unprefixed_server_keeps_its_own_names() {
     let (_mock, app) = start(json!({
         "command": "node",
-        "args": [everything(), "stdio"],
+        "args": [server_everything(), "stdio"],
         "prefix": false
     }))
     .await;

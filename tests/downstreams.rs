@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::fixture::Fixture;
 use common::mock::Mock;
-use common::{Setup, json};
+use common::{Setup, json, obj};
 use serde_json::{Value, json};
 use woollama::tools::{Health, Snapshot, ToolRegistry};
 
@@ -39,13 +39,6 @@ async fn until(
 fn connected(s: &Snapshot, name: &str) -> bool {
     s.server(name)
         .is_some_and(|x| x.health == Health::Connected)
-}
-
-fn obj(v: Value) -> serde_json::Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    }
 }
 
 /// An `mcp.json` entry that runs the bundled example through `sh`, which

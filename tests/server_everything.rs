@@ -5,34 +5,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::mock::{Mock, Reply, completion, tool_calls};
-use common::{Setup, json};
+use common::{Setup, json, obj, server_everything};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use woollama::tools::Health;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn entry() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-peers",
-        p.display()
-    );
-    p
-}
-
-fn obj(v: Value) -> serde_json::Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_everything_as_a_downstream() {
@@ -44,7 +25,7 @@ async fn server_everything_as_a_downstream() {
     mock.push(Reply::Json(StatusCode::OK, completion("The sum is 42.")));
     let mcp = json!({"mcpServers": {"everything": {
         "command": "node",
-        "args": [entry(), "stdio"],
+        "args": [server_everything(), "stdio"],
         "env": {"WOOLLAMA_TEST_EXTRA": "passed-on"}
     }}});
     let app = Setup::new(&mock)

@@ -125,9 +125,7 @@ impl Clients {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Listener>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.0)
     }
 
     /// The live channels matching `pick`; forgets the sessions gone.
@@ -178,18 +176,17 @@ impl Clients {
     async fn resource_updated(&self, uri: &str) {
         let params = ResourceUpdatedNotificationParam::new(uri);
         for c in self.channels(|l| l.subscriptions.contains(uri)) {
-            let _ = match c {
-                Channel::Session { peer, .. } => peer
-                    .notify_resource_updated(params.clone())
-                    .await
-                    .map_err(|e| e.to_string()),
-                Channel::Listen(sink) => sink
-                    .send(ServerNotification::ResourceUpdatedNotification(
-                        ResourceUpdatedNotification::new(params.clone()),
-                    ))
-                    .await
-                    .map_err(|e| e.to_string()),
-            };
+            match c {
+                Channel::Session { peer, .. } => {
+                    let _ = peer.notify_resource_updated(params.clone()).await;
+                }
+                Channel::Listen(sink) => {
+                    let update = ResourceUpdatedNotification::new(params.clone());
+                    let _ = sink
+                        .send(ServerNotification::ResourceUpdatedNotification(update))
+                        .await;
+                }
+            }
         }
     }
 

@@ -46,8 +46,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Env, ServerSpec, Settings};
 pub use catalog::{
-    Catalog, PromptEntry, Reserved, ResourceEntry, ServerStatus, Snapshot, TemplateEntry,
-    ToolEntry, URI_PREFIX, prefixed_uri,
+    PromptEntry, Reserved, ResourceEntry, ServerStatus, Snapshot, TemplateEntry, ToolEntry,
 };
 use downstream::Downstream;
 pub use forward::{Caller, severity};

@@ -207,3 +207,24 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, kind: &str) -> S
     assert_eq!(v["error"]["type"], kind, "type; body {v}");
     v["error"]["message"].as_str().expect("message").to_string()
 }
+
+/// A JSON object (tool arguments) from a `json!` literal; anything else is empty.
+pub fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The entry point of `@modelcontextprotocol/server-everything` (npm), run
+/// with `node`; installed into `.peers` by `scripts/install-peers`.
+pub fn server_everything() -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-peers",
+        p.display()
+    );
+    p
+}
