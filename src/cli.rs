@@ -55,18 +55,38 @@ pub enum Command {
         /// `hello` or `textops`.
         name: String,
     },
+    /// Internal: runs a stdio MCP server so that it dies with woollama
+    /// (see `tools::guard`).
+    #[command(name = "child-guard", hide = true)]
+    ChildGuard {
+        /// The pid of the woollama that started it.
+        parent: u32,
+        /// The server's command and arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ChildGuard { parent, command }) = &cli.command {
+        return crate::tools::guard::run(*parent, command);
+    }
     let env = captured_env();
-    init_logging(cli.log_format, &env);
+    // A bundled example server is a child of woollama: its log is relayed
+    // into woollama's, so by default it says only what is worth relaying.
+    let default_filter = match cli.command {
+        Some(Command::ExampleServer { .. }) => "warn",
+        _ => DEFAULT_LOG,
+    };
+    init_logging(cli.log_format, &env, default_filter);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve_command(&env),
+        Command::Serve => serve_command(&env, cli.log_format == LogFormat::Json),
         Command::CheckConfig { connect } => check_config(&env, connect),
         Command::Mcp => mcp_command(&env),
         Command::ExampleServer { name } => example_server(&name),
+        Command::ChildGuard { .. } => ExitCode::from(2), // answered above
     }
 }
 
@@ -83,12 +103,16 @@ fn captured_env() -> Env {
     }
 }
 
-fn init_logging(format: LogFormat, env: &Env) {
+/// woollama's own events at info, its libraries' at warn (rmcp's session
+/// dumps and per-notification lines are for debugging). `RUST_LOG` replaces it.
+const DEFAULT_LOG: &str = "warn,woollama=info";
+
+fn init_logging(format: LogFormat, env: &Env, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = env
         .non_empty("RUST_LOG")
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -161,11 +185,11 @@ fn probe_servers(config: &config::Config, env: &Env) -> bool {
         };
         let settings = McpSettings {
             retry_max: std::time::Duration::ZERO,
-            ..McpSettings::from(&config.settings)
+            ..McpSettings::from(&config.settings).guarded_by_this_binary()
         };
         let reg = ToolRegistry::start(
             &config.servers,
-            settings,
+            settings.clone(),
             crate::mcp_surface::reserved(config),
             env,
             client,
@@ -257,8 +281,10 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 /// `woollama mcp`: the MCP surface on stdin/stdout (stdout carries only
-/// JSON-RPC; logs go to stderr). Downstreams connect in the background; the
-/// process ends when the client closes stdin.
+/// JSON-RPC; logs go to stderr). Downstreams connect in the background. The
+/// process ends when the client closes stdin, or on SIGTERM, SIGINT or SIGHUP
+/// (how MCP clients stop a stdio server) — either way after stopping every
+/// downstream it started.
 fn mcp_command(env: &Env) -> ExitCode {
     let Some(config) = load_or_refuse(env) else {
         return ExitCode::from(1);
@@ -267,24 +293,33 @@ fn mcp_command(env: &Env) -> ExitCode {
         return ExitCode::from(1);
     };
     let result = runtime.block_on(async {
+        let mut signals = serve::Signals::new(true).map_err(|e| e.to_string())?;
         let client = crate::inference::build_client()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let config = Arc::new(config);
         let tools = crate::tools::ToolRegistry::start(
             &config.servers,
-            crate::tools::McpSettings::from(&config.settings),
+            crate::tools::McpSettings::from(&config.settings).guarded_by_this_binary(),
             crate::mcp_surface::reserved(&config),
             env,
             client.clone(),
         );
         let inference = crate::inference::Registry::new(&config.inferencers, env, client);
         let state = crate::http::AppState::new(Arc::clone(&config), inference, tools.clone());
-        let served = crate::mcp_surface::serve_stdio(state.clone()).await;
+        let served = tokio::select! {
+            r = crate::mcp_surface::serve_stdio(state.clone()) => r,
+            s = signals.recv() => {
+                tracing::info!(signal = s, "stopping: MCP downstreams are shut down first");
+                Ok(())
+            }
+        };
         state.shutdown.cancel();
         tools.shutdown(std::time::Duration::from_secs(10)).await;
         served
     });
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Everything that needed stopping has been stopped; what is left is
+    // the blocked read of stdin after a signal, which nothing needs.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -294,14 +329,14 @@ fn mcp_command(env: &Env) -> ExitCode {
     }
 }
 
-fn serve_command(env: &Env) -> ExitCode {
+fn serve_command(env: &Env, json_logs: bool) -> ExitCode {
     let Some(config) = load_or_refuse(env) else {
         return ExitCode::from(1);
     };
     let Some(runtime) = runtime() else {
         return ExitCode::from(1);
     };
-    let result = runtime.block_on(serve::run(Arc::new(config), env));
+    let result = runtime.block_on(serve::run(Arc::new(config), env, json_logs));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,

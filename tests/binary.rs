@@ -5,176 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Arc;
 
+use common::daemon::{BIN, Daemon, children_of, command, dirs, output};
 use common::mock::{Gate, Mock, Reply, sse_chunks};
 use futures_util::StreamExt;
 use serde_json::json;
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
-
-const BIN: &str = env!("CARGO_BIN_EXE_woollama");
-/// A generous bound so a broken build fails instead of hanging; never a
-/// condition a passing run waits on.
-const LIMIT: Duration = Duration::from_secs(30);
-
-struct Dirs {
-    _tmp: TempDir,
-    home: PathBuf,
-    run: PathBuf,
-    config: PathBuf,
-}
-
-fn dirs() -> Dirs {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let home = tmp.path().join("home");
-    let config = tmp.path().join("config");
-    std::fs::create_dir_all(&home).expect("mkdir");
-    std::fs::create_dir_all(&config).expect("mkdir");
-    Dirs {
-        run: tmp.path().join("run"),
-        home,
-        config,
-        _tmp: tmp,
-    }
-}
-
-fn command(d: &Dirs, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &d.home)
-        .env("XDG_RUNTIME_DIR", &d.run)
-        .env("WOOLLAMA_CONFIG_DIR", &d.config)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null());
-    c
-}
-
-fn output(mut c: Command) -> (ExitStatus, String, String) {
-    let out = c.output().expect("run woollama");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A running daemon, with its stderr collected line by line.
-struct Daemon {
-    child: Option<Child>,
-    pid: u32,
-    base: String,
-    lines: mpsc::Receiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    fn start(mut c: Command) -> Result<Daemon, (ExitStatus, String)> {
-        let mut child = c
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                log2.lock().expect("lock").push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let pid = child.id();
-        let mut d = Daemon {
-            child: Some(child),
-            pid,
-            base: String::new(),
-            lines: rx,
-            log,
-        };
-        match d.wait_line(|l| l.trim_start().starts_with("OpenAI base_url:")) {
-            Some(line) => {
-                let url = line.split_whitespace().last().expect("url");
-                d.base = url.trim_end_matches("/v1").to_string();
-                Ok(d)
-            }
-            None => {
-                let status = d.wait_exit();
-                Err((status, d.log()))
-            }
-        }
-    }
-
-    /// Waits for a stderr line matching `pred`; `None` if stderr closed.
-    fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> Option<String> {
-        loop {
-            match self.lines.recv_timeout(LIMIT) {
-                Ok(l) if pred(&l) => return Some(l),
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("no such line within {LIMIT:?}; log:\n{}", self.log())
-                }
-            }
-        }
-    }
-
-    /// Waits until the whole log so far satisfies `pred`.
-    fn wait_logged(&mut self, pred: impl Fn(&[String]) -> bool) {
-        loop {
-            if pred(&self.log.lock().expect("lock")) {
-                return;
-            }
-            match self.lines.recv_timeout(LIMIT) {
-                Ok(_) => {}
-                Err(_) => panic!("condition not met; log:\n{}", self.log()),
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("lock").join("\n")
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("child");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        rx.recv_timeout(LIMIT)
-            .unwrap_or_else(|_| panic!("woollama did not exit within {LIMIT:?}"))
-            .expect("wait")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// One HTTP/1.1 request over the Unix socket; returns the raw response.
 async fn over_socket(path: &Path, request: &str) -> String {
@@ -184,22 +24,6 @@ async fn over_socket(path: &Path, request: &str) -> String {
     s.write_all(request.as_bytes()).await.expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");
-    out
-}
-
-/// The pids of a process's direct children (`/proc/<pid>/task/*/children`).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(
-                    list.split_whitespace()
-                        .filter_map(|p| p.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
     out
 }
 
@@ -527,4 +351,87 @@ async fn json_logs_are_one_object_per_line() {
     assert_eq!(v["level"], "INFO");
     daemon.signal("-INT");
     assert!(daemon.wait_exit().success());
+}
+
+/// A runtime directory of 90 bytes (a temp dir, a deep home) still gets its
+/// socket: the staging path it is bound at is no longer than the final one.
+#[tokio::test]
+async fn a_long_runtime_dir_still_gets_its_socket() {
+    let d = dirs();
+    let base = d.home.parent().expect("tmp").to_path_buf();
+    let pad = 90 - base.as_os_str().len() - 1;
+    let run = base.join("r".repeat(pad));
+    assert_eq!(run.as_os_str().len(), 90);
+    let mut c = command(&d, &[]);
+    c.env("XDG_RUNTIME_DIR", &run);
+    let daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
+    let sock = run.join("woollama.sock");
+    let raw = over_socket(
+        &sock,
+        "GET /v1/models HTTP/1.1\r\nHost: woollama\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(!daemon.log().contains("no Unix socket"), "{}", daemon.log());
+}
+
+/// The runtime directory woollama creates is 0700 whatever the umask.
+#[test]
+fn the_runtime_dir_is_created_private_under_any_umask() {
+    let d = dirs();
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", "umask 000 && exec \"$0\"", BIN])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &d.home)
+        .env("XDG_RUNTIME_DIR", &d.run)
+        .env("WOOLLAMA_CONFIG_DIR", &d.config);
+    let mut daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
+    let mode = std::fs::metadata(&d.run)
+        .expect("run dir")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "{}", daemon.log());
+    daemon.signal("-TERM");
+    assert!(daemon.wait_exit().success());
+}
+
+/// A start on the bundled defaults, as a person reads it: the banner and
+/// one line per downstream — no library internals, no child line carrying
+/// a second timestamp and level.
+#[test]
+fn the_default_log_is_the_banner_and_a_line_per_downstream() {
+    let d = dirs();
+    let mut c = command(&d, &[]);
+    c.env_remove("RUST_LOG");
+    let mut daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
+    daemon.wait_logged(|log| {
+        log.iter()
+            .filter(|l| l.contains("downstream connected"))
+            .count()
+            == 2
+    });
+    daemon.signal("-TERM");
+    assert!(daemon.wait_exit().success());
+    let log = daemon.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let banner = lines.iter().take_while(|l| !l.starts_with("20")).count();
+    assert!(banner >= 4, "{log}");
+    let events: Vec<&&str> = lines[banner..]
+        .iter()
+        .filter(|l| !l.contains("shutting down") && !l.contains("stopped"))
+        .collect();
+    assert_eq!(events.len(), 2, "expected one line per downstream:\n{log}");
+    for l in &events {
+        assert!(l.contains("downstream connected"), "{l}");
+    }
+    assert!(!log.contains("rmcp"), "{log}");
+    for l in &lines {
+        let stamps = l
+            .match_indices("Z ")
+            .filter(|(i, _)| l[..*i].ends_with(|c: char| c.is_ascii_digit()))
+            .count();
+        assert!(stamps <= 1, "a line with two timestamps: {l}");
+    }
 }

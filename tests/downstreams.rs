@@ -333,7 +333,7 @@ async fn a_server_that_never_finishes_the_handshake_times_out() {
     };
     assert_eq!(
         reason,
-        "no MCP handshake and tool list within 0.3s (retry disabled)"
+        "no MCP handshake and tool list within 0.3s (a server that is slow to start needs a higher WOOLLAMA_MCP_CONNECT_TIMEOUT_SECS) (retry disabled)"
     );
     app.tools.shutdown(LIMIT).await;
 }
@@ -365,4 +365,40 @@ async fn shutdown_stops_the_whole_process_tree() {
         "grandchild {} outlived shutdown",
         pid.trim()
     );
+}
+
+/// A server's stderr is drained whatever it carries: a line of invalid
+/// UTF-8 and then a megabyte without a newline neither stop the reading
+/// (which would close the pipe and kill the server at its next write) nor
+/// block the server on a full pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_stderr_is_drained_whatever_it_writes() {
+    let mock = Mock::start().await;
+    let script = format!(
+        "printf '\\377\\376 not utf-8\\n' >&2; head -c 1000000 /dev/zero >&2 || exit 1; printf 'after\\n' >&2 || exit 1; exec '{BIN}' example-server hello"
+    );
+    let mcp = json!({"mcpServers": {"noisy": {"command": "sh", "args": ["-c", script]}}});
+    let app = Setup::new(&mock)
+        .mcp(&mcp.to_string())
+        .env("WOOLLAMA_MCP_RETRY_MAX_SECS", "0")
+        .start()
+        .await;
+    let snap = until(&app.tools, "settled", |s| {
+        s.server("noisy")
+            .is_some_and(|x| x.health != Health::Connecting)
+    })
+    .await;
+    assert_eq!(
+        snap.server("noisy").map(|x| x.health.clone()),
+        Some(Health::Connected)
+    );
+    let r = app
+        .tools
+        .call(
+            "mcp__noisy__hello",
+            Some(common::obj(json!({"name": "stderr"}))),
+        )
+        .await
+        .expect("call");
+    assert_ne!(r.is_error, Some(true));
 }

@@ -529,7 +529,27 @@ async fn web_pages_and_foreign_hosts_are_refused() {
         .await
         .expect("req");
     assert_eq!(resp.status(), 200);
-    // A rebound DNS name pointing at 127.0.0.1 is refused by /mcp's Host check.
+    // A rebound DNS name pointing at 127.0.0.1 is refused on every route:
+    // a browser sends no Origin on a same-origin GET.
+    for path in ["/v1/models", "/v1/tools"] {
+        let resp = app
+            .client
+            .get(app.url(path))
+            .header("host", "rebound.evil.example")
+            .send()
+            .await
+            .expect("req");
+        let msg = common::expect_error(resp, 403, "permission_error").await;
+        assert!(msg.contains("rebound.evil.example"), "{msg}");
+        let resp = app
+            .client
+            .get(app.url(path))
+            .header("host", format!("localhost:{}", app.addr.port()))
+            .send()
+            .await
+            .expect("req");
+        assert_eq!(resp.status(), 200, "{path}");
+    }
     let resp = app
         .client
         .post(app.url("/mcp"))
@@ -541,4 +561,39 @@ async fn web_pages_and_foreign_hosts_are_refused() {
         .await
         .expect("req");
     assert_eq!(resp.status(), 403);
+}
+
+/// The `chat` tool called the moment a client has connected — while the
+/// server the recipe names is still connecting — runs with the recipe's
+/// tools (it waits for the server's first connection, bounded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_right_after_start_waits_for_the_recipes_tools() {
+    let mock = Mock::start().await;
+    let gate = common::ServerGate::new();
+    let app = Setup::new(&mock)
+        .mcp(&json!({"mcpServers": {"hello": gate.entry()}}).to_string())
+        .recipes(RECIPES)
+        .start()
+        .await;
+    let (client, _heard) = connect_http(&app, "/mcp").await;
+    let peer = client.peer().clone();
+    let call = tokio::spawn(async move {
+        peer.call_tool(CallToolRequestParams::new("chat").with_arguments(obj(
+            json!({"recipe": "counter", "messages": [{"role": "user", "content": "hi"}]}),
+        )))
+        .await
+    });
+    gate.open();
+    let r = tokio::time::timeout(LIMIT, call)
+        .await
+        .expect("answer")
+        .expect("task")
+        .expect("chat");
+    assert_eq!(r.is_error, Some(false), "{r:?}");
+    let sent = mock.only_request().body;
+    assert_eq!(
+        sent["tools"][0]["function"]["name"], "mcp__hello__count_to",
+        "{sent}"
+    );
+    client.cancel().await.expect("close");
 }

@@ -14,6 +14,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::{Notify, oneshot};
 
+/// A bound that turns a hang into a failure; passing runs never wait on it.
+const LIMIT: Duration = Duration::from_secs(30);
+
 #[tokio::test]
 async fn chat_is_forwarded_with_the_bare_model_and_relayed() {
     let mock = Mock::start().await;
@@ -238,6 +241,11 @@ async fn an_unreachable_upstream_is_a_502_naming_it() {
     .await;
     assert!(
         msg.starts_with("inferencer 'dead' is unreachable at http://127.0.0.1:"),
+        "{msg}"
+    );
+    // …and says how to fix it.
+    assert!(
+        msg.contains("fix `base_url` under [inferencers.dead] in inferencers.toml"),
         "{msg}"
     );
 }
@@ -555,4 +563,131 @@ async fn surface_auth_requires_the_exact_bearer_token() {
     assert_eq!(resp.status(), 200);
     // The surface token is never forwarded upstream.
     assert!(mock.only_request().headers.get("authorization").is_none());
+}
+
+/// A non-streaming answer is relayed as it arrives, not read whole first: the
+/// client has the first bytes while the upstream is still sending.
+#[tokio::test]
+async fn a_plain_answer_is_relayed_without_buffering() {
+    let mock = Mock::start().await;
+    let release = Arc::new(Notify::new());
+    let whole = completion("relayed in pieces").to_string();
+    let (head, tail) = whole.split_at(whole.len() / 2);
+    mock.push(Reply::Stream {
+        content_type: "application/json",
+        chunks: vec![head.to_string(), tail.to_string()],
+        gate: Some(Gate {
+            hold_after: 1,
+            release: Arc::clone(&release),
+            dropped: None,
+        }),
+    });
+    let app = Setup::new(&mock).start().await;
+    let resp = tokio::time::timeout(
+        LIMIT,
+        app.post(
+            "/v1/chat/completions",
+            json!({"model": "mock/m", "messages": []}),
+        ),
+    )
+    .await
+    .expect("the answer's head came before its end");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let mut body = resp.bytes_stream();
+    let mut got = Vec::new();
+    while got.len() < head.len() {
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .expect("head");
+        got.extend_from_slice(&chunk.expect("chunk").expect("ok"));
+    }
+    release.notify_one();
+    while let Some(c) = body.next().await {
+        got.extend_from_slice(&c.expect("ok"));
+    }
+    assert_eq!(String::from_utf8(got).expect("utf8"), whole);
+}
+
+/// What woollama must read whole (a recipe's turn, an Ollama native answer
+/// to translate) is bounded: beyond the limit, a 502 that names it.
+#[tokio::test]
+async fn an_answer_too_large_to_read_whole_is_a_502_naming_the_limit() {
+    let mock = Mock::start().await;
+    let huge = "x".repeat(woollama::inference::openai::RESPONSE_LIMIT + 1);
+    mock.push(Reply::Json(StatusCode::OK, completion(&huge)));
+    mock.push(Reply::Json(
+        StatusCode::OK,
+        json!({"model": "m", "message": {"role": "assistant", "content": huge}, "done": true}),
+    ));
+    let app = Setup::new(&mock)
+        .recipes("[recipes.big]\ninferencer = \"mock/m\"\n")
+        .start()
+        .await;
+    let resp = app
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "woollama/big", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let msg = expect_error(resp, 502, "server_error").await;
+    assert!(msg.contains("more than 32 MiB"), "{msg}");
+    let resp = app
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "ollama/m", "messages": [], "options": {"num_ctx": 4096}}),
+        )
+        .await;
+    let msg = expect_error(resp, 502, "server_error").await;
+    assert!(msg.contains("more than 32 MiB"), "{msg}");
+}
+
+/// An answer given before the request body was read (404, 405, 401) closes
+/// the connection and says so, so a keep-alive client's next request goes
+/// on a fresh one instead of failing on a dead one.
+#[tokio::test]
+async fn an_early_refusal_does_not_break_a_keep_alive_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = Mock::start().await;
+    let app = Setup::new(&mock).start().await;
+    let body = "x".repeat(2000);
+    for (method, path, status) in [
+        ("POST", "/v1/zz", 404),
+        ("PUT", "/v1/models", 405),
+        ("POST", "/v1/tools", 405),
+    ] {
+        // On the wire: the answer says `connection: close`.
+        let mut s = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        tokio::time::timeout(LIMIT, s.read_to_end(&mut raw))
+            .await
+            .expect("the server closes the connection")
+            .expect("read");
+        let raw = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(raw.starts_with(&format!("http/1.1 {status}")), "{raw}");
+        assert!(raw.contains("connection: close"), "{method} {path}: {raw}");
+        // Through a pooling client: the next request on it succeeds.
+        let client = woollama::inference::build_client().expect("client");
+        let url = app.url(path);
+        let r = client
+            .request(method.parse().expect("method"), &url)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("refusal");
+        assert_eq!(r.status().as_u16(), status);
+        let r = client
+            .get(app.url("/v1/models"))
+            .send()
+            .await
+            .expect("next request");
+        assert_eq!(r.status(), 200);
+    }
 }

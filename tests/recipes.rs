@@ -415,3 +415,47 @@ async fn the_bundled_streamer_answers_through_hello_streamed_and_not() {
     );
     app.tools.shutdown(LIMIT).await;
 }
+
+/// A recipe called while a server its allow-list names is still making its
+/// first connection waits for it (bounded by the connect timeout) instead of
+/// running without its tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipe_called_while_its_server_connects_waits_for_its_tools() {
+    let mock = Mock::start().await;
+    let gate = common::ServerGate::new();
+    let app = Setup::new(&mock)
+        .mcp(&json!({"mcpServers": {"hello": gate.entry()}}).to_string())
+        .recipes(RECIPES)
+        .start()
+        .await;
+    assert_eq!(
+        app.tools
+            .snapshot()
+            .server("hello")
+            .map(|s| s.health.clone()),
+        Some(Health::Connecting)
+    );
+    let url = app.url("/v1/chat/completions");
+    let client = app.client.clone();
+    let call = tokio::spawn(async move {
+        client
+            .post(url)
+            .body(
+                r#"{"model": "woollama/counter", "messages": [{"role": "user", "content": "hi"}]}"#,
+            )
+            .send()
+            .await
+            .expect("request")
+    });
+    gate.open();
+    let resp = tokio::time::timeout(LIMIT, call)
+        .await
+        .expect("answer")
+        .expect("task");
+    assert_eq!(resp.status(), 200);
+    let sent = mock.only_request().body;
+    assert_eq!(
+        sent["tools"][0]["function"]["name"], "mcp__hello__count_to",
+        "{sent}"
+    );
+}

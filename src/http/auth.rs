@@ -6,6 +6,8 @@
 //! - Without a token, only loopback peers are served; hostnames are never
 //!   resolved.
 //!
+//! - A `Host` header that does not name this machine is refused with 403 on
+//!   every route (DNS rebinding: a page whose name now points at 127.0.0.1).
 //! - A request carrying an `Origin` header that is not local (a web page in
 //!   the user's browser) is refused with 403, token or not: woollama accepts
 //!   any content type for JSON, so without this a page could POST to it
@@ -17,7 +19,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{AUTHORIZATION, ORIGIN};
+use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -47,18 +49,45 @@ fn origin_allowed(origin: &str, extra_hosts: &[String]) -> bool {
     let Some((scheme, rest)) = origin.split_once("://") else {
         return false; // "null", or garbage
     };
-    if !matches!(scheme, "http" | "https") {
-        return false;
-    }
-    let host = if let Some(v6) = rest.strip_prefix('[') {
+    matches!(scheme, "http" | "https") && host_allowed(rest, extra_hosts)
+}
+
+/// Whether `authority` (`host[:port]`, IPv6 bracketed) names this machine:
+/// `localhost`, a loopback address, or the configured host. A configured
+/// unspecified address (`0.0.0.0`, `::`) serves every name the machine has,
+/// behind the token that such a bind requires.
+fn host_allowed(authority: &str, extra_hosts: &[String]) -> bool {
+    let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
-        rest.rsplit_once(':').map_or(rest, |(h, _)| h)
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
     let host = host.to_ascii_lowercase();
     host == "localhost"
         || host.parse::<std::net::IpAddr>().is_ok_and(is_loopback)
         || extra_hosts.contains(&host)
+        || extra_hosts.iter().any(|h| {
+            h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+        })
+}
+
+/// The `Host` rule (DNS rebinding): a web page whose name was rebound to
+/// 127.0.0.1 reaches woollama with its own name in `Host` — and a browser
+/// sends no `Origin` on a same-origin GET. A request without `Host`
+/// (HTTP/1.0 tools) is not a browser's.
+fn check_host(auth: &SurfaceAuth, req: &Request) -> Result<(), ApiError> {
+    let Some(host) = req.headers().get(HOST) else {
+        return Ok(());
+    };
+    let host = host.to_str().unwrap_or("");
+    if host_allowed(host, &auth.extra_hosts) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "forbidden: Host {host:?} does not name this machine; woollama answers requests for localhost, 127.0.0.1 and [::1] (and the host of WOOLLAMA_ADDRESS), so a web page whose DNS name points here is refused"
+        )))
+    }
 }
 
 pub use crate::config::settings::is_loopback_ip as is_loopback;
@@ -68,7 +97,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub async fn require(State(auth): State<SurfaceAuth>, req: Request, next: Next) -> Response {
-    if let Err(e) = check_origin(&auth, &req) {
+    if let Err(e) = check_host(&auth, &req).and_then(|()| check_origin(&auth, &req)) {
         return e.into_response();
     }
     match check(&auth, &req) {
@@ -148,6 +177,31 @@ mod tests {
         ] {
             assert!(!origin_allowed(bad, &extra), "{bad}");
         }
+    }
+
+    #[test]
+    fn hosts() {
+        let none: Vec<String> = Vec::new();
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:9",
+            "127.0.0.2",
+        ] {
+            assert!(host_allowed(ok, &none), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:80",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:80",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &none), "{bad}");
+        }
+        assert!(host_allowed("my-box.lan:9", &["my-box.lan".to_string()]));
+        assert!(host_allowed("192.168.1.5:9", &["0.0.0.0".to_string()]));
     }
 
     #[test]

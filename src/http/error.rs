@@ -139,7 +139,9 @@ impl From<inference::Error> for ApiError {
         use inference::Error as E;
         match e {
             E::MissingKey { .. } => ApiError::InvalidRequest(e.to_string()),
-            E::Unreachable { .. } | E::BadResponse { .. } => ApiError::BadGateway(e.to_string()),
+            E::Unreachable { .. } | E::BadResponse { .. } | E::TooLarge { .. } => {
+                ApiError::BadGateway(e.to_string())
+            }
             E::Timeout { .. } => ApiError::GatewayTimeout(e.to_string()),
             E::Upstream {
                 status,

@@ -3,12 +3,16 @@
 //!
 //! [`router`] builds the routes over an [`AppState`] with no auth (the Unix
 //! socket, and in-process tests through `tower::ServiceExt::oneshot`);
-//! [`with_surface_auth`] wraps it for the TCP listener.
+//! [`with_surface_auth`] wraps it for the TCP listener. Every answer given
+//! before the request body was read whole says `Connection: close`
+//! (`keepalive`), so a keep-alive client never sends its next request on a
+//! connection the server is about to drop.
 
 pub mod auth;
 mod chat;
 pub mod error;
 pub mod json;
+mod keepalive;
 mod models;
 mod passthrough;
 mod recipe;
@@ -56,21 +60,11 @@ impl AppState {
     }
 }
 
-/// The routes for the TCP listener (without auth: see [`with_surface_auth`]).
-/// `/mcp` accepts loopback `Host` headers and the configured address's host.
+/// The routes, without surface auth: the Unix socket serves them as they
+/// are (its 0600 mode is the boundary); the TCP listener wraps them in
+/// [`with_surface_auth`].
 pub fn router(state: AppState) -> Router {
-    let hosts = crate::mcp_surface::HostCheck::for_tcp(&state);
-    build(state, hosts)
-}
-
-/// The routes for the Unix socket: no browser can reach it, so `/mcp` does
-/// not check `Host`.
-pub fn unix_router(state: AppState) -> Router {
-    build(state, crate::mcp_surface::HostCheck::Off)
-}
-
-fn build(state: AppState, hosts: crate::mcp_surface::HostCheck) -> Router {
-    let mcp = crate::mcp_surface::http_service(&state, &state.mcp_clients, hosts);
+    let mcp = crate::mcp_surface::http_service(&state, &state.mcp_clients);
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/v1/models", get(models::list))
@@ -81,20 +75,26 @@ fn build(state: AppState, hosts: crate::mcp_surface::HostCheck) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(keepalive::close_if_unread))
         .with_state(state)
 }
 
 /// The routes behind surface auth, for the TCP listener: the token rule, and
-/// requests from web pages (an `Origin` that is not local) refused.
+/// requests from web pages (an `Origin` that is not local, or a `Host` that
+/// is not this machine: DNS rebinding) refused — on every route.
 pub fn with_surface_auth(
     router: Router,
     token: Option<Secret>,
     settings: &crate::config::Settings,
 ) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
-        auth::SurfaceAuth::new(token, settings),
-        auth::require,
-    ))
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            auth::SurfaceAuth::new(token, settings),
+            auth::require,
+        ))
+        // Outermost, so a refusal by auth that leaves the body unread also
+        // closes the connection.
+        .layer(axum::middleware::from_fn(keepalive::close_if_unread))
 }
 
 async fn not_found(req: Request) -> ApiError {

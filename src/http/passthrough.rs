@@ -84,7 +84,9 @@ pub(super) fn bare_body(mut body: Map<String, Value>, model: &str) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// Forwards a non-streaming request and relays the answer.
+/// Forwards a non-streaming request and relays the answer as it arrives:
+/// nothing needs it whole, so nothing buffers it (the deadline set by
+/// [`openai::post`] covers the body too).
 pub(super) async fn forward(
     state: &AppState,
     target: &Target,
@@ -93,13 +95,22 @@ pub(super) async fn forward(
 ) -> Result<Response, ApiError> {
     let timeout = timeout_for(state, path);
     let client = state.inference.client();
-    let url = target.inf.url(path);
     let resp = openai::post(client, &target.inf, path, None, body, timeout, false).await?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
     let ct = content_type(&resp, "application/json");
-    let bytes = openai::read_body(&target.inf, &url, resp, timeout).await?;
-    let mut r = (status, bytes).into_response();
+    let length = resp.content_length();
+    let chunks = openai::relay(&target.inf, resp, timeout).map(|item| {
+        item.map_err(|e| {
+            tracing::warn!(error = %e, "upstream answer broke off");
+            std::io::Error::other(e.to_string())
+        })
+    });
+    let mut r = (status, Body::from_stream(chunks)).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    if let Some(n) = length {
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
     Ok(r)
 }
 

@@ -74,7 +74,8 @@ pub(super) async fn chat(
         }
     };
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let prepared = orchestrate::prepare(recipe, &state.inference, &state.tools, messages, stream)?;
+    let prepared =
+        orchestrate::prepare(recipe, &state.inference, &state.tools, messages, stream).await?;
     let mut events = Box::pin(orchestrate::run(
         prepared,
         state.inference.clone(),

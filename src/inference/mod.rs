@@ -50,13 +50,16 @@ impl Default for Timeouts {
 pub enum Error {
     #[error("inferencer '{inferencer}' requires ${env} to be set")]
     MissingKey { inferencer: String, env: String },
-    #[error("inferencer '{inferencer}' is unreachable at {url}: {cause}")]
+    #[error("inferencer '{inferencer}' is unreachable at {url}: {cause}; {}", unreachable_hint(.inferencer))]
     Unreachable {
         inferencer: String,
         url: String,
         cause: String,
     },
-    #[error("inferencer '{inferencer}' did not answer within {}s ({url})", .after.as_secs())]
+    #[error(
+        "inferencer '{inferencer}' did not answer within {}s ({url}); the server may be overloaded or still loading the model: try again, or check its log",
+        .after.as_secs()
+    )]
     Timeout {
         inferencer: String,
         url: String,
@@ -70,9 +73,30 @@ pub enum Error {
         content_type: Option<String>,
         body: Bytes,
     },
+    /// A non-streaming answer larger than woollama buffers.
+    #[error(
+        "inferencer '{inferencer}' answered more than {} MiB ({url}); woollama reads at most that much of an answer it must parse — ask for a shorter answer (max_tokens) or use stream: true",
+        .limit / (1024 * 1024)
+    )]
+    TooLarge {
+        inferencer: String,
+        url: String,
+        limit: usize,
+    },
     /// The upstream answered something we could not read.
     #[error("inferencer '{inferencer}' sent a response woollama could not read: {detail}")]
     BadResponse { inferencer: String, detail: String },
+}
+
+/// How to fix an unreachable inferencer: where its address is configured.
+fn unreachable_hint(inferencer: &str) -> String {
+    if inferencer == "ollama" {
+        "is Ollama running? Start it (`ollama serve`), or set WOOLLAMA_OLLAMA_URL, or `base_url` under [inferencers.ollama] in inferencers.toml, to where it listens".into()
+    } else {
+        format!(
+            "check that the server is running and reachable, or fix `base_url` under [inferencers.{inferencer}] in inferencers.toml"
+        )
+    }
 }
 
 /// One configured inferencer, ready to call.
@@ -184,4 +208,29 @@ pub fn build_client() -> Result<reqwest::Client, reqwest::Error> {
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_inferencer_says_how_to_fix_it() {
+        let e = |name: &str| {
+            Error::Unreachable {
+                inferencer: name.into(),
+                url: "http://127.0.0.1:11434/v1/chat/completions".into(),
+                cause: "Connection refused (os error 111)".into(),
+            }
+            .to_string()
+        };
+        let ollama = e("ollama");
+        assert!(ollama.contains("`ollama serve`"), "{ollama}");
+        assert!(ollama.contains("WOOLLAMA_OLLAMA_URL"), "{ollama}");
+        let groq = e("groq");
+        assert!(
+            groq.contains("[inferencers.groq] in inferencers.toml"),
+            "{groq}"
+        );
+    }
 }

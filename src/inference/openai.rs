@@ -112,17 +112,50 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes
     Ok(Bytes::from(buf))
 }
 
-/// Reads a whole (non-streaming) response body; the deadline set by [`post`]
-/// still applies.
+/// The most of a non-streaming answer woollama reads whole (to parse or
+/// translate it): the order of the request-body limit. Beyond it the answer
+/// is refused with [`Error::TooLarge`]; pass-through relays without reading
+/// whole and has no such limit.
+pub const RESPONSE_LIMIT: usize = 32 * 1024 * 1024;
+
+/// Reads a whole (non-streaming) response body, at most [`RESPONSE_LIMIT`];
+/// the deadline set by [`post`] still applies.
 pub async fn read_body(
     inf: &Inferencer,
     url: &str,
     resp: reqwest::Response,
     timeout: Duration,
 ) -> Result<Bytes, Error> {
-    resp.bytes()
+    read_body_limited(inf, url, resp, timeout, RESPONSE_LIMIT).await
+}
+
+async fn read_body_limited(
+    inf: &Inferencer,
+    url: &str,
+    mut resp: reqwest::Response,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Bytes, Error> {
+    let too_large = || Error::TooLarge {
+        inferencer: inf.name().to_string(),
+        url: url.to_string(),
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| transport_error(inf, url, &e, timeout))
+        .map_err(|e| transport_error(inf, url, &e, timeout))?
+    {
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// The response body as a stream of chunks, each of which must arrive within

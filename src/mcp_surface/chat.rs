@@ -152,7 +152,7 @@ pub async fn run(
         return failure(format!("unknown recipe '{recipe_name}'"));
     };
     let prepared =
-        match orchestrate::prepare(recipe, &state.inference, &state.tools, messages, false) {
+        match orchestrate::prepare(recipe, &state.inference, &state.tools, messages, false).await {
             Ok(p) => p,
             Err(e) => return failure(describe(&e)),
         };

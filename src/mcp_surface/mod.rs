@@ -658,47 +658,16 @@ impl ServerHandler for Surface {
     }
 }
 
-/// Which `Host` headers `/mcp` accepts.
-#[derive(Debug, Clone)]
-pub enum HostCheck {
-    /// Loopback names, plus the configured `WOOLLAMA_ADDRESS` host: a web page
-    /// that rebinds a DNS name to 127.0.0.1 is refused.
-    Loopback(Vec<String>),
-    /// The Unix socket: no browser can reach it.
-    Off,
-}
-
-impl HostCheck {
-    /// The hosts for the TCP listener.
-    pub fn for_tcp(state: &AppState) -> Self {
-        let mut hosts = vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ];
-        hosts.extend(
-            state
-                .config
-                .settings
-                .explicit_host()
-                .filter(|h| !hosts.contains(h)),
-        );
-        HostCheck::Loopback(hosts)
-    }
-}
-
-/// The Streamable HTTP service mounted at `/mcp`.
+/// The Streamable HTTP service mounted at `/mcp`. Its `Host` check is the
+/// HTTP surface's, the same on every TCP route (`http::auth`), so rmcp's own
+/// is off.
 pub fn http_service(
     state: &AppState,
     clients: &Clients,
-    hosts: HostCheck,
 ) -> StreamableHttpService<Surface, LocalSessionManager> {
-    let mut config =
-        StreamableHttpServerConfig::default().with_cancellation_token(state.shutdown.child_token());
-    config = match hosts {
-        HostCheck::Loopback(h) => config.with_allowed_hosts(h),
-        HostCheck::Off => config.disable_allowed_hosts(),
-    };
+    let config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(state.shutdown.child_token())
+        .disable_allowed_hosts();
     let state = state.clone();
     let clients = clients.clone();
     StreamableHttpService::new(

@@ -79,8 +79,10 @@ pub struct Prepared {
     stream: bool,
 }
 
-/// Resolves a recipe against the inferencers and the current tool snapshot.
-pub fn prepare(
+/// Resolves a recipe against the inferencers and the tool snapshot. The
+/// servers the allow-list names are given, bounded by the connect timeout,
+/// the time to finish connecting if they are still at their first attempt.
+pub async fn prepare(
     recipe: &Recipe,
     inference: &inference::Registry,
     tools: &ToolRegistry,
@@ -107,7 +109,10 @@ pub fn prepare(
     };
     inf.auth()?;
 
-    let snap = tools.snapshot();
+    let mut servers: Vec<&str> = recipe.tools.iter().map(|r| r.server.as_str()).collect();
+    servers.sort_unstable();
+    servers.dedup();
+    let snap = tools.settled_for(&servers).await;
     let mut offered = Vec::new();
     let mut allowed = Vec::new();
     for r in &recipe.tools {

@@ -81,7 +81,7 @@ fn write_addr_file(path: &Path, addr: SocketAddr) -> bool {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
+        socket::private_dir(dir)?;
         let tmp = dir.join(format!(".woollama.addr.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let mut f = std::fs::OpenOptions::new()
@@ -109,30 +109,49 @@ fn remove_addr_file(path: &Path, addr: SocketAddr) {
     }
 }
 
-/// SIGINT or SIGTERM, registered before the banner so none is missed.
-struct Signals {
+/// The signals that stop woollama (SIGINT, SIGTERM, and for `woollama mcp`
+/// SIGHUP), registered early so none is missed.
+pub struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
-    fn new() -> Result<Self, Error> {
+    /// SIGINT and SIGTERM; with `hangup`, SIGHUP too (a stdio server whose
+    /// client went away, or a terminal that closed).
+    pub fn new(hangup: bool) -> Result<Self, Error> {
         Ok(Self {
             int: signal(SignalKind::interrupt()).map_err(Error::Signals)?,
             term: signal(SignalKind::terminate()).map_err(Error::Signals)?,
+            hup: if hangup {
+                Some(signal(SignalKind::hangup()).map_err(Error::Signals)?)
+            } else {
+                None
+            },
         })
     }
 
-    async fn recv(&mut self) -> &'static str {
+    /// The next stop signal's name.
+    pub async fn recv(&mut self) -> &'static str {
+        let hup = async {
+            match &mut self.hup {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = self.int.recv() => "SIGINT",
             _ = self.term.recv() => "SIGTERM",
+            _ = hup => "SIGHUP",
         }
     }
 }
 
 /// Runs the daemon until a signal, then drains and cleans up.
-pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
+/// `json_logs`: the log is for machines, which get the listeners as a
+/// `listening` event besides the banner (people get the banner alone).
+pub async fn run(config: Arc<Config>, env: &Env, json_logs: bool) -> Result<(), Error> {
     let settings = &config.settings;
     let socket_path = settings.socket_path();
     if socket::is_live(&socket_path).await {
@@ -141,7 +160,7 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
     if !settings.address.is_loopback() && settings.token.is_none() {
         return Err(Error::NoToken(settings.address.clone()));
     }
-    let mut signals = Signals::new()?;
+    let mut signals = Signals::new(false)?;
     let client = inference::build_client().map_err(Error::Client)?;
 
     let tcp = bind_tcp(&settings.address).await?;
@@ -157,7 +176,7 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
     // Downstreams connect in the background; requests are served meanwhile.
     let tools = ToolRegistry::start(
         &config.servers,
-        McpSettings::from(settings),
+        McpSettings::from(settings).guarded_by_this_binary(),
         crate::mcp_surface::reserved(&config),
         env,
         client.clone(),
@@ -170,7 +189,7 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
 
     crate::mcp_surface::spawn_list_changed(&state, state.mcp_clients.clone());
     let shutdown = state.shutdown.clone();
-    let unix_app = http::unix_router(state.clone());
+    let unix_app = http::router(state.clone());
     let tcp_app = http::with_surface_auth(http::router(state), settings.token.clone(), settings);
     let mut servers = JoinSet::new();
     servers.spawn(
@@ -205,7 +224,12 @@ pub async fn run(config: Arc<Config>, env: &Env) -> Result<(), Error> {
         wrote_addr.then_some(&addr_file),
         settings.token.is_some(),
     );
-    tracing::info!(%addr, socket = ?guard.as_ref().map(|g| g.path().display().to_string()), "listening");
+    let socket = guard.as_ref().map(|g| g.path().display().to_string());
+    if json_logs {
+        tracing::info!(%addr, socket, "listening");
+    } else {
+        tracing::debug!(%addr, socket, "listening");
+    }
 
     let signal = signals.recv().await;
     let grace = settings.shutdown_grace;

@@ -49,18 +49,33 @@ pub fn bind(path: &Path) -> Option<OwnedSocket> {
     }
 }
 
-fn try_bind(path: &Path) -> Result<OwnedSocket, String> {
-    if path.as_os_str().len() > MAX_PATH {
-        return Err(format!(
-            "the path is longer than {MAX_PATH} bytes; set XDG_RUNTIME_DIR to a shorter directory"
-        ));
+/// Creates `dir` (and its parents) if missing, the directory itself mode
+/// 0700 whatever the umask; an existing directory is left as it is.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
     }
-    let dir = path.parent().ok_or("the socket path has no directory")?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+fn too_long(path: &Path) -> String {
+    format!(
+        "{} is {} bytes, longer than the {MAX_PATH} a Unix socket address holds; set XDG_RUNTIME_DIR to a shorter directory",
+        path.display(),
+        path.as_os_str().len()
+    )
+}
+
+fn try_bind(path: &Path) -> Result<OwnedSocket, String> {
+    if path.as_os_str().len() > MAX_PATH {
+        return Err(too_long(path));
+    }
+    let dir = path.parent().ok_or("the socket path has no directory")?;
+    private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             fs::remove_file(path).map_err(|e| format!("cannot remove the stale socket: {e}"))?;
@@ -69,17 +84,15 @@ fn try_bind(path: &Path) -> Result<OwnedSocket, String> {
         Ok(_) => return Err("the path exists and is not a socket; remove it".into()),
         Err(_) => {}
     }
-    let staging = dir.join(format!(
-        ".woollama-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&staging)
-        .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+    // The staging path `<dir>/.wXXXXXXXX/s` is never longer than the final
+    // `<dir>/woollama.sock`: a runtime directory whose final path fits gets
+    // its socket.
+    let staging = staging_dir(dir)?;
     let result = (|| {
-        let tmp = staging.join("woollama.sock");
+        let tmp = staging.join("s");
+        if tmp.as_os_str().len() > MAX_PATH {
+            return Err(too_long(&tmp));
+        }
         let listener = UnixListener::bind(&tmp).map_err(|e| format!("bind failed: {e}"))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("cannot set mode 0600: {e}"))?;
@@ -94,6 +107,25 @@ fn try_bind(path: &Path) -> Result<OwnedSocket, String> {
     })();
     let _ = fs::remove_dir_all(&staging);
     result
+}
+
+/// A new private directory `.w<8 hex>` in `dir` (a name taken is retried).
+fn staging_dir(dir: &Path) -> Result<PathBuf, String> {
+    let mut last = None;
+    for _ in 0..8 {
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        let staging = dir.join(format!(".w{}", &name[..8]));
+        match fs::DirBuilder::new().mode(0o700).create(&staging) {
+            Ok(()) => return Ok(staging),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(format!("cannot create {}: {e}", staging.display())),
+        }
+    }
+    Err(format!(
+        "cannot create a staging directory in {}: {}",
+        dir.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 impl OwnedSocket {
@@ -176,6 +208,40 @@ mod tests {
     #[test]
     fn refuses_an_overlong_path() {
         let long = PathBuf::from(format!("/tmp/{}/woollama.sock", "d".repeat(120)));
-        assert!(try_bind(&long).is_err_and(|e| e.contains("longer than")));
+        assert!(
+            try_bind(&long)
+                .is_err_and(|e| e.contains("longer than") && e.contains("XDG_RUNTIME_DIR"))
+        );
+    }
+
+    /// Every runtime directory whose final socket path fits gets its socket
+    /// (the staging path once needed ~50 bytes more than the final one).
+    #[tokio::test]
+    async fn a_long_runtime_dir_still_gets_its_socket() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let base_len = base.path().as_os_str().len();
+        for len in [90, MAX_PATH - "/woollama.sock".len()] {
+            let dir = base.path().join("d".repeat(len - base_len - 1));
+            assert_eq!(dir.as_os_str().len(), len);
+            let path = dir.join("woollama.sock");
+            let sock = try_bind(&path).unwrap_or_else(|e| panic!("{len} bytes: {e}"));
+            assert!(is_live(&path).await);
+            drop(sock);
+            fs::remove_dir_all(&dir).expect("rm");
+        }
+    }
+
+    #[test]
+    fn a_created_runtime_dir_is_private() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = base.path().join("a/b");
+        private_dir(&dir).expect("create");
+        let mode = fs::metadata(&dir).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // An existing directory keeps its mode.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        private_dir(&dir).expect("again");
+        let mode = fs::metadata(&dir).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755);
     }
 }

@@ -23,12 +23,11 @@ use rmcp::transport::{
     StreamableHttpClientTransport, TokioChildProcess, Transport as McpTransport,
 };
 use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceError, ServiceExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, broadcast};
 
 use super::catalog::{Catalog, Part, ServerStatus};
 use super::forward::{self, Caller, InFlight};
-use super::{Error, Event, Health, Inner};
+use super::{Error, Event, Health, Inner, McpSettings, guard};
 use crate::config::{Env, ServerSpec, Transport};
 
 /// What a child may inherit from woollama's environment (DESIGN.md): never
@@ -53,6 +52,28 @@ const INHERITED: &[&str] = &[
     "no_proxy",
     "all_proxy",
 ];
+
+/// The `PATH` a child is started with: its own `env`'s, else the inherited one.
+fn path_of<'a>(
+    env: &'a BTreeMap<String, String>,
+    extra: &'a BTreeMap<String, crate::config::Secret>,
+) -> Option<&'a str> {
+    extra
+        .get("PATH")
+        .map(|v| v.expose())
+        .or_else(|| env.get("PATH").map(String::as_str))
+}
+
+/// Logs one line a server wrote to stderr (see [`super::stderr`]).
+fn relay_line(server: &str, level: super::stderr::Level, line: &str) {
+    use super::stderr::Level;
+    match level {
+        Level::Debug => tracing::debug!(target: "woollama::downstream", server, "{line}"),
+        Level::Info => tracing::info!(target: "woollama::downstream", server, "{line}"),
+        Level::Warn => tracing::warn!(target: "woollama::downstream", server, "{line}"),
+        Level::Error => tracing::error!(target: "woollama::downstream", server, "{line}"),
+    }
+}
 
 /// The allow-listed base environment for children.
 pub(super) fn base_env(env: &Env) -> Arc<BTreeMap<String, String>> {
@@ -440,11 +461,11 @@ async fn stop_group(server: &str, pgid: u32) {
     if killpg(group, Signal::SIGTERM).is_err() {
         return; // nobody left
     }
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if killpg(group, None).is_err() {
+    for _ in 0..100 {
+        if !guard::group_runs(raw, 0) {
             return;
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tracing::warn!(server, pgid, "processes ignored SIGTERM; killing the group");
     let _ = killpg(group, Signal::SIGKILL);
@@ -455,6 +476,7 @@ async fn connect(
     env: &BTreeMap<String, String>,
     http: &reqwest::Client,
     events: &broadcast::Sender<Event>,
+    settings: &McpSettings,
 ) -> Result<Connected, String> {
     let handler = DownstreamClient {
         server: ds.spec.name.clone(),
@@ -470,12 +492,22 @@ async fn connect(
             args,
             env: extra,
         } => {
-            let mut cmd = CommandWrap::with_new(command, |c| {
-                c.args(args)
-                    .env_clear()
+            let program = guard::resolve(command, path_of(env, extra))?;
+            let setup = |c: &mut tokio::process::Command| {
+                c.env_clear()
                     .envs(env.iter())
                     .envs(extra.iter().map(|(k, v)| (k.as_str(), v.expose())));
-            });
+            };
+            let mut cmd = match &settings.guard {
+                Some(exe) => CommandWrap::with_new(exe, |c| {
+                    c.args(guard::argv(&program, args));
+                    setup(c);
+                }),
+                None => CommandWrap::with_new(&program, |c| {
+                    c.args(args);
+                    setup(c);
+                }),
+            };
             cmd.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
             let (transport, stderr) = TokioChildProcess::builder(cmd)
                 .stderr(Stdio::piped())
@@ -486,16 +518,18 @@ async fn connect(
             if let Some(stderr) = stderr {
                 let server = name.clone();
                 tokio::spawn(async move {
-                    let mut lines = BufReader::new(stderr).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        tracing::info!(target: "woollama::downstream", server = %server, "{line}");
-                    }
+                    super::stderr::drain(stderr, |level, line| relay_line(&server, level, line))
+                        .await;
                 });
             }
             handler
                 .serve(InOrder::new(transport, ds, events))
                 .await
-                .map_err(|e| format!("MCP handshake failed: {e}"))?
+                .map_err(|e| {
+                    format!(
+                        "MCP handshake failed: {e} (the server exited or wrote something other than MCP on stdout; its stderr is in this log under server={name})"
+                    )
+                })?
         }
         Transport::Http { url, headers } => {
             let mut map = HashMap::new();
@@ -511,7 +545,12 @@ async fn connect(
             handler
                 .serve(InOrder::new(transport, ds, events))
                 .await
-                .map_err(|e| format!("MCP handshake failed: {e}"))?
+                .map_err(|e| {
+                    format!(
+                        "MCP handshake failed: {e} (is an MCP server listening at {}? check the url in mcp.json)",
+                        crate::config::mcp::display_url(url)
+                    )
+                })?
         }
     };
     let catalog = match load_catalog(&name, session.peer()).await {
@@ -538,14 +577,14 @@ pub(super) async fn supervise(
     env: Arc<BTreeMap<String, String>>,
     http: reqwest::Client,
 ) {
-    let settings = reg.settings;
+    let settings = &reg.settings;
     let initial = Duration::from_secs(1).min(settings.retry_max);
     let mut delay = initial;
     let mut failures: u32 = 0;
     let name = ds.spec.name.clone();
     loop {
         let attempt = tokio::select! {
-            r = tokio::time::timeout(settings.connect_timeout, connect(&ds, &env, &http, &reg.events)) => r,
+            r = tokio::time::timeout(settings.connect_timeout, connect(&ds, &env, &http, &reg.events, settings)) => r,
             () = reg.shutdown.cancelled() => break,
         };
         let last_error = match attempt {
@@ -580,7 +619,7 @@ pub(super) async fn supervise(
             }
             Ok(Err(e)) => e,
             Err(_) => format!(
-                "no MCP handshake and tool list within {}s",
+                "no MCP handshake and tool list within {}s (a server that is slow to start needs a higher WOOLLAMA_MCP_CONNECT_TIMEOUT_SECS)",
                 settings.connect_timeout.as_secs_f64()
             ),
         };

@@ -18,6 +18,9 @@
 //! - Children get an allow-listed environment plus their `env`, run in their
 //!   own process group, and are stopped — stdin closed, then SIGTERM to the
 //!   group, then SIGKILL — at [`ToolRegistry::shutdown`].
+//!   They are started through the child guard ([`guard`]), so they die
+//!   with woollama even when it is killed; their stderr is drained into the
+//!   log whatever it carries (`stderr`).
 
 #![expect(
     deprecated,
@@ -27,8 +30,10 @@
 mod catalog;
 mod downstream;
 mod forward;
+pub mod guard;
 pub mod names;
 mod render;
+mod stderr;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +71,7 @@ pub enum Event {
 }
 
 /// The knobs of the MCP client side (from the environment).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct McpSettings {
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
@@ -74,6 +79,37 @@ pub struct McpSettings {
     pub retry_max: Duration,
     /// Federation nesting cap; zero disables it.
     pub max_nesting: u32,
+    /// A woollama binary to start stdio servers through (its hidden
+    /// `child-guard` command, see [`guard`]), so they die with woollama even
+    /// when it is killed; `None` starts them directly.
+    pub guard: Option<std::path::PathBuf>,
+}
+
+impl McpSettings {
+    /// The same settings, starting stdio servers through `exe`'s guard.
+    #[must_use]
+    pub fn with_guard(mut self, exe: impl Into<std::path::PathBuf>) -> Self {
+        self.guard = Some(exe.into());
+        self
+    }
+
+    /// The same settings, starting stdio servers through this running
+    /// binary's guard (for the commands of the `woollama` binary itself; a
+    /// program that embeds the library has no such command). Without a
+    /// readable path to this binary (replaced on disk while running), servers
+    /// are started directly.
+    #[must_use]
+    pub fn guarded_by_this_binary(self) -> Self {
+        match std::env::current_exe() {
+            Ok(exe) if exe.is_file() => self.with_guard(exe),
+            _ => {
+                tracing::warn!(
+                    "cannot find this woollama binary on disk; MCP servers are started without a guard and outlive a killed woollama"
+                );
+                self
+            }
+        }
+    }
 }
 
 impl From<&Settings> for McpSettings {
@@ -83,6 +119,7 @@ impl From<&Settings> for McpSettings {
             call_timeout: s.mcp_call_timeout,
             retry_max: s.mcp_retry_max,
             max_nesting: s.mcp_max_nesting,
+            guard: None,
         }
     }
 }
@@ -112,7 +149,9 @@ impl Health {
 pub enum Error {
     #[error("unknown tool '{0}'")]
     UnknownTool(String),
-    #[error("server '{server}' is not connected ({why})")]
+    #[error(
+        "server '{server}' is not connected ({why}); GET /v1/tools shows its health, `woollama check-config --connect` tries it once"
+    )]
     Unavailable { server: String, why: String },
     #[error("downstream tool call timed out after {}s", .after.as_secs_f64())]
     Timeout { after: Duration },
@@ -239,6 +278,7 @@ impl ToolRegistry {
                 call_timeout: Duration::from_secs(120),
                 retry_max: Duration::from_secs(60),
                 max_nesting: 2,
+                guard: None,
             },
             Reserved::default(),
             &Env::default(),
@@ -269,8 +309,8 @@ impl ToolRegistry {
         rx.wait_for(pred).await.ok().map(|s| Arc::clone(&s))
     }
 
-    pub fn settings(&self) -> McpSettings {
-        self.inner.settings
+    pub fn settings(&self) -> &McpSettings {
+        &self.inner.settings
     }
 
     /// Waits, at most `limit`, until every server has finished its first
@@ -279,8 +319,25 @@ impl ToolRegistry {
     /// the downstreams that could connect, not an empty roster; later
     /// changes reach it as `list_changed`.
     pub async fn settled(&self, limit: Duration) -> Arc<Snapshot> {
-        let first_done =
-            |s: &Arc<Snapshot>| !s.servers.iter().any(|x| x.health == Health::Connecting);
+        self.settled_where(limit, |_| true).await
+    }
+
+    /// [`ToolRegistry::settled`] for the named servers only (those a recipe's
+    /// allow-list names), bounded by the connect timeout: a recipe called the
+    /// moment woollama started runs with the tools that could connect, not
+    /// without tools that were still connecting.
+    pub async fn settled_for(&self, servers: &[&str]) -> Arc<Snapshot> {
+        let limit = self.inner.settings.connect_timeout;
+        self.settled_where(limit, |name| servers.contains(&name))
+            .await
+    }
+
+    async fn settled_where(&self, limit: Duration, named: impl Fn(&str) -> bool) -> Arc<Snapshot> {
+        let first_done = |s: &Arc<Snapshot>| {
+            !s.servers
+                .iter()
+                .any(|x| x.health == Health::Connecting && named(&x.name))
+        };
         let now = self.snapshot();
         if first_done(&now) {
             return now;

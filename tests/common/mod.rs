@@ -5,6 +5,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod daemon;
 pub mod fixture;
 pub mod mock;
 
@@ -113,7 +114,7 @@ impl Setup {
         .with_timeouts(self.timeouts);
         let tools = ToolRegistry::start(
             &config.servers,
-            McpSettings::from(&config.settings),
+            McpSettings::from(&config.settings).with_guard(env!("CARGO_BIN_EXE_woollama")),
             woollama::mcp_surface::reserved(&config),
             &self.env,
             build_client().expect("client"),
@@ -227,4 +228,42 @@ pub fn server_everything() -> std::path::PathBuf {
         p.display()
     );
     p
+}
+
+/// The bundled `hello` server held back until the test opens a gate: its
+/// `mcp.json` entry runs `sh`, which waits on a FIFO before it becomes the
+/// server. A downstream that is still connecting, for as long as the test
+/// needs, without a sleep.
+pub struct ServerGate {
+    _dir: TempDir,
+    fifo: std::path::PathBuf,
+}
+
+impl ServerGate {
+    pub fn new() -> ServerGate {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("gate");
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(ok.success());
+        ServerGate { _dir: dir, fifo }
+    }
+
+    /// The `mcp.json` entry.
+    pub fn entry(&self) -> serde_json::Value {
+        let script = format!(
+            "read _ < '{}'; exec '{}' example-server hello",
+            self.fifo.display(),
+            env!("CARGO_BIN_EXE_woollama")
+        );
+        serde_json::json!({"command": "sh", "args": ["-c", script]})
+    }
+
+    /// Lets the server start.
+    pub fn open(&self) {
+        let fifo = self.fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, "go\n"));
+    }
 }
