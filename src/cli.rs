@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::app::AppState;
 use crate::config::{self, Env, Severity};
+use crate::mcp_surface::McpSurface;
 use crate::serve;
 
 #[derive(Debug, Parser)]
@@ -174,30 +176,27 @@ fn check_config(env: &Env, connect: bool) -> ExitCode {
 /// prints what each offers, and the collisions of unprefixed names. `false`
 /// when a server could not be reached.
 fn probe_servers(config: &config::Config, env: &Env) -> bool {
-    use crate::tools::{Health, McpSettings, ToolRegistry};
+    use crate::tools::Health;
     let Some(runtime) = runtime() else {
         return false;
     };
     runtime.block_on(async {
-        let Ok(client) = crate::inference::build_client() else {
-            eprintln!("error: cannot build the HTTP client");
-            return false;
+        let options = crate::app::Options {
+            reconnect: false,
+            ..crate::app::Options::for_this_binary()
         };
-        let settings = McpSettings {
-            retry_max: std::time::Duration::ZERO,
-            ..McpSettings::from(&config.settings).guarded_by_this_binary()
+        let state = match AppState::build(Arc::new(config.clone()), env, options) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return false;
+            }
         };
-        let reg = ToolRegistry::start(
-            &config.servers,
-            settings.clone(),
-            crate::mcp_surface::reserved(config),
-            env,
-            client,
-        );
+        let reg = &state.tools;
         let settled = |s: &Arc<crate::tools::Snapshot>| {
             s.servers.iter().all(|x| !matches!(x.health, Health::Connecting))
         };
-        let deadline = settings.connect_timeout + std::time::Duration::from_secs(1);
+        let deadline = config.settings.mcp_connect_timeout + std::time::Duration::from_secs(1);
         let snap = match tokio::time::timeout(deadline, reg.wait_for(settled)).await {
             Ok(Some(s)) => s,
             _ => reg.snapshot(),
@@ -242,7 +241,7 @@ fn probe_servers(config: &config::Config, env: &Env) -> bool {
         } else {
             println!("name collisions: {} (see the warnings)", snap.collisions.len());
         }
-        reg.shutdown(std::time::Duration::from_secs(5)).await;
+        state.stop(std::time::Duration::from_secs(5)).await;
         ok
     })
 }
@@ -294,27 +293,20 @@ fn mcp_command(env: &Env) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let mut signals = serve::Signals::new(true).map_err(|e| e.to_string())?;
-        let client = crate::inference::build_client()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let config = Arc::new(config);
-        let tools = crate::tools::ToolRegistry::start(
-            &config.servers,
-            crate::tools::McpSettings::from(&config.settings).guarded_by_this_binary(),
-            crate::mcp_surface::reserved(&config),
+        let state = AppState::build(
+            Arc::new(config),
             env,
-            client.clone(),
-        );
-        let inference = crate::inference::Registry::new(&config.inferencers, env, client);
-        let state = crate::http::AppState::new(Arc::clone(&config), inference, tools.clone());
+            crate::app::Options::for_this_binary(),
+        )
+        .map_err(|e| e.to_string())?;
         let served = tokio::select! {
-            r = crate::mcp_surface::serve_stdio(state.clone()) => r,
+            r = McpSurface::start(state.clone()).serve_stdio() => r,
             s = signals.recv() => {
                 tracing::info!(signal = s, "stopping: MCP downstreams are shut down first");
                 Ok(())
             }
         };
-        state.shutdown.cancel();
-        tools.shutdown(std::time::Duration::from_secs(10)).await;
+        state.stop(std::time::Duration::from_secs(10)).await;
         served
     });
     // Everything that needed stopping has been stopped; what is left is
@@ -336,7 +328,12 @@ fn serve_command(env: &Env, json_logs: bool) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::from(1);
     };
-    let result = runtime.block_on(serve::run(Arc::new(config), env, json_logs));
+    let result = runtime.block_on(serve::run(
+        Arc::new(config),
+        env,
+        crate::app::Options::for_this_binary(),
+        json_logs,
+    ));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,

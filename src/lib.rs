@@ -29,6 +29,7 @@
 //!   (`tools::forward`: progress, logs, sampling/elicitation/roots).
 //! - [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod examples;

@@ -18,53 +18,22 @@ mod passthrough;
 mod recipe;
 mod tools;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::routing::{get, post};
 
-use crate::config::{Config, Secret};
-use tokio_util::sync::CancellationToken;
-
-use crate::inference::Registry;
-use crate::tools::ToolRegistry;
+pub use crate::app::AppState;
+use crate::config::Secret;
 use error::ApiError;
-
-/// What every handler shares: cheap-to-clone handles.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub inference: Registry,
-    /// The MCP downstreams.
-    pub tools: ToolRegistry,
-    /// Process start, seconds since the epoch (the `created` of listed models).
-    pub started: u64,
-    /// Cancelled when the daemon shuts down: long-lived streams (MCP SSE)
-    /// end so the drain does not wait on them.
-    pub shutdown: CancellationToken,
-    /// MCP clients connected to `/mcp` (and stdio), for `list_changed`.
-    pub mcp_clients: crate::mcp_surface::Clients,
-}
-
-impl AppState {
-    pub fn new(config: Arc<Config>, inference: Registry, tools: ToolRegistry) -> Self {
-        Self {
-            config,
-            inference,
-            tools,
-            started: crate::inference::ollama::now(),
-            shutdown: CancellationToken::new(),
-            mcp_clients: crate::mcp_surface::Clients::default(),
-        }
-    }
-}
 
 /// The routes, without surface auth: the Unix socket serves them as they
 /// are (its 0600 mode is the boundary); the TCP listener wraps them in
 /// [`with_surface_auth`].
-pub fn router(state: AppState) -> Router {
-    let mcp = crate::mcp_surface::http_service(&state, &state.mcp_clients);
+///
+/// `mcp` serves `/mcp`: the MCP surface's Streamable HTTP service, handed
+/// in by whoever assembles the listeners (the two surfaces never import
+/// each other).
+pub fn router(state: AppState, mcp: Router) -> Router {
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/v1/models", get(models::list))

@@ -19,11 +19,10 @@ use rmcp::service::RequestContext;
 use rmcp::{Peer, RoleServer};
 use serde_json::{Value, json};
 
-use super::Surface;
-use crate::inference;
+use super::{Surface, errors};
 use crate::orchestrate::{self, Event};
 
-pub const NAME: &str = "chat";
+pub const NAME: &str = crate::tools::CHAT_TOOL;
 
 fn object(v: Value) -> Arc<JsonObject> {
     match v {
@@ -63,33 +62,8 @@ pub fn tool() -> Tool {
     t
 }
 
-fn failure(message: impl Into<String>) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(message.into())])
-}
-
 /// An orchestration error as a sentence: an upstream's own error message
 /// when it sent one.
-fn describe(e: &orchestrate::Error) -> String {
-    if let orchestrate::Error::Inference(inference::Error::Upstream {
-        inferencer,
-        status,
-        body,
-        ..
-    }) = e
-    {
-        let detail = serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
-        return format!("inferencer '{inferencer}' answered {status}: {detail}");
-    }
-    e.to_string()
-}
-
 struct Reporter {
     peer: Peer<RoleServer>,
     token: Option<rmcp::model::ProgressToken>,
@@ -134,7 +108,7 @@ pub async fn run(
             m.strip_prefix("woollama/").unwrap_or(m).to_string()
         }
         _ => {
-            return failure(
+            return errors::failure(
                 "chat needs `recipe` (a recipe name) or `model` (\"woollama/<recipe>\")",
             );
         }
@@ -142,19 +116,19 @@ pub async fn run(
     let messages = match args.get("messages") {
         Some(Value::Array(m)) => m.clone(),
         _ => {
-            return failure(
+            return errors::failure(
                 "`messages` must be an array of messages like [{\"role\": \"user\", \"content\": \"hi\"}]",
             );
         }
     };
     let state = &surface.state;
     let Some(recipe) = state.config.recipes.get(&recipe_name) else {
-        return failure(format!("unknown recipe '{recipe_name}'"));
+        return errors::failure(format!("unknown recipe '{recipe_name}'"));
     };
     let prepared =
         match orchestrate::prepare(recipe, &state.inference, &state.tools, messages, false).await {
             Ok(p) => p,
-            Err(e) => return failure(describe(&e)),
+            Err(e) => return errors::recipe(&e),
         };
     let mut events = Box::pin(orchestrate::run(
         prepared,
@@ -170,7 +144,7 @@ pub async fn run(
     loop {
         let next = tokio::select! {
             e = events.next() => e,
-            () = ctx.ct.cancelled() => return failure("cancelled"),
+            () = ctx.ct.cancelled() => return errors::failure("cancelled"),
         };
         match next {
             Some(Ok(Event::ToolCall {
@@ -196,8 +170,10 @@ pub async fn run(
                 return r;
             }
             Some(Ok(Event::Delta(_))) => {}
-            Some(Err(e)) => return failure(describe(&e)),
-            None => return failure(format!("recipe '{recipe_name}' ended without an answer")),
+            Some(Err(e)) => return errors::recipe(&e),
+            None => {
+                return errors::failure(format!("recipe '{recipe_name}' ended without an answer"));
+            }
         }
     }
 }

@@ -21,11 +21,11 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
+use crate::app::{AppState, Options};
 use crate::config::settings::{BindHost, BindTarget};
 use crate::config::{Config, Env};
-use crate::http::{self, AppState};
-use crate::inference::{self, Registry};
-use crate::tools::{McpSettings, ToolRegistry};
+use crate::http;
+use crate::mcp_surface::McpSurface;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -48,8 +48,8 @@ pub enum Error {
     Resolve { host: String, detail: String },
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(reqwest::Error),
+    #[error(transparent)]
+    App(#[from] crate::app::Error),
 }
 
 async fn bind_tcp(target: &BindTarget) -> Result<TcpListener, Error> {
@@ -102,6 +102,22 @@ fn write_addr_file(path: &Path, addr: SocketAddr) -> bool {
     }
 }
 
+/// The two listeners' apps over one [`AppState`]: the same routes and one MCP
+/// surface (one list of MCP clients) for both; the TCP one behind surface
+/// auth (token, `Origin`, `Host`), the Unix socket's bare (its 0600 mode is
+/// the boundary).
+pub fn routers(state: &AppState) -> (axum::Router, axum::Router) {
+    let mcp = McpSurface::start(state.clone());
+    let mcp = || axum::Router::new().fallback_service(mcp.http_service());
+    let settings = &state.config.settings;
+    let tcp = http::with_surface_auth(
+        http::router(state.clone(), mcp()),
+        settings.token.clone(),
+        settings,
+    );
+    (tcp, http::router(state.clone(), mcp()))
+}
+
 /// Removes the address file if it still holds our address.
 fn remove_addr_file(path: &Path, addr: SocketAddr) {
     if std::fs::read_to_string(path).is_ok_and(|s| s.trim() == addr.to_string()) {
@@ -151,7 +167,12 @@ impl Signals {
 /// Runs the daemon until a signal, then drains and cleans up.
 /// `json_logs`: the log is for machines, which get the listeners as a
 /// `listening` event besides the banner (people get the banner alone).
-pub async fn run(config: Arc<Config>, env: &Env, json_logs: bool) -> Result<(), Error> {
+pub async fn run(
+    config: Arc<Config>,
+    env: &Env,
+    options: Options,
+    json_logs: bool,
+) -> Result<(), Error> {
     let settings = &config.settings;
     let socket_path = settings.socket_path();
     if socket::is_live(&socket_path).await {
@@ -161,7 +182,6 @@ pub async fn run(config: Arc<Config>, env: &Env, json_logs: bool) -> Result<(), 
         return Err(Error::NoToken(settings.address.clone()));
     }
     let mut signals = Signals::new(false)?;
-    let client = inference::build_client().map_err(Error::Client)?;
 
     let tcp = bind_tcp(&settings.address).await?;
     let addr = tcp.local_addr().map_err(|source| Error::Bind {
@@ -174,23 +194,9 @@ pub async fn run(config: Arc<Config>, env: &Env, json_logs: bool) -> Result<(), 
 
     // Only now that the listeners are ours are children started.
     // Downstreams connect in the background; requests are served meanwhile.
-    let tools = ToolRegistry::start(
-        &config.servers,
-        McpSettings::from(settings).guarded_by_this_binary(),
-        crate::mcp_surface::reserved(&config),
-        env,
-        client.clone(),
-    );
-    let state = AppState::new(
-        Arc::clone(&config),
-        Registry::new(&config.inferencers, env, client),
-        tools.clone(),
-    );
-
-    crate::mcp_surface::spawn_list_changed(&state, state.mcp_clients.clone());
+    let state = AppState::build(Arc::clone(&config), env, options).map_err(Error::App)?;
     let shutdown = state.shutdown.clone();
-    let unix_app = http::router(state.clone());
-    let tcp_app = http::with_surface_auth(http::router(state), settings.token.clone(), settings);
+    let (tcp_app, unix_app) = routers(&state);
     let mut servers = JoinSet::new();
     servers.spawn(
         axum::serve(
@@ -248,7 +254,7 @@ pub async fn run(config: Arc<Config>, env: &Env, json_logs: bool) -> Result<(), 
         tracing::warn!("in-flight requests were cut off at shutdown");
         servers.abort_all();
     }
-    tools.shutdown(std::time::Duration::from_secs(10)).await;
+    state.stop(std::time::Duration::from_secs(10)).await;
     drop(guard);
     if wrote_addr {
         remove_addr_file(&addr_file, addr);

@@ -40,6 +40,20 @@ pub struct Reserved {
     pub prompts: Vec<String>,
 }
 
+/// The MCP surface's own tool, which runs a recipe.
+pub const CHAT_TOOL: &str = "chat";
+
+impl Reserved {
+    /// woollama's own names on its MCP surface: the `chat` tool and one
+    /// prompt per recipe.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            tools: vec![CHAT_TOOL.to_string()],
+            prompts: config.recipes.keys().cloned().collect(),
+        }
+    }
+}
+
 /// What one server offers (empty while it is down).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {

@@ -51,7 +51,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Env, ServerSpec, Settings};
 pub use catalog::{
-    PromptEntry, Reserved, ResourceEntry, ServerStatus, Snapshot, TemplateEntry, ToolEntry,
+    CHAT_TOOL, PromptEntry, Reserved, ResourceEntry, ServerStatus, Snapshot, TemplateEntry,
+    ToolEntry,
 };
 use downstream::Downstream;
 pub use forward::{Caller, severity};
@@ -81,35 +82,9 @@ pub struct McpSettings {
     pub max_nesting: u32,
     /// A woollama binary to start stdio servers through (its hidden
     /// `child-guard` command, see [`guard`]), so they die with woollama even
-    /// when it is killed; `None` starts them directly.
+    /// when it is killed; `None` starts them directly. Set by the app
+    /// assembly (`app::Options`).
     pub guard: Option<std::path::PathBuf>,
-}
-
-impl McpSettings {
-    /// The same settings, starting stdio servers through `exe`'s guard.
-    #[must_use]
-    pub fn with_guard(mut self, exe: impl Into<std::path::PathBuf>) -> Self {
-        self.guard = Some(exe.into());
-        self
-    }
-
-    /// The same settings, starting stdio servers through this running
-    /// binary's guard (for the commands of the `woollama` binary itself; a
-    /// program that embeds the library has no such command). Without a
-    /// readable path to this binary (replaced on disk while running), servers
-    /// are started directly.
-    #[must_use]
-    pub fn guarded_by_this_binary(self) -> Self {
-        match std::env::current_exe() {
-            Ok(exe) if exe.is_file() => self.with_guard(exe),
-            _ => {
-                tracing::warn!(
-                    "cannot find this woollama binary on disk; MCP servers are started without a guard and outlive a killed woollama"
-                );
-                self
-            }
-        }
-    }
 }
 
 impl From<&Settings> for McpSettings {

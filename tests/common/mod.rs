@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
+use woollama::app::{AppState, Options};
 use woollama::config::{self, Config, Env, Severity};
-use woollama::http::{self, AppState};
-use woollama::inference::{Registry, Timeouts, build_client};
-use woollama::tools::{McpSettings, ToolRegistry};
+use woollama::inference::{Timeouts, build_client};
+use woollama::tools::ToolRegistry;
 
 use mock::Mock;
 
@@ -106,26 +106,14 @@ impl Setup {
 
     pub async fn start(self) -> TestApp {
         let config = Arc::new(self.config());
-        let registry = Registry::new(
-            &config.inferencers,
-            &self.env,
-            build_client().expect("client"),
-        )
-        .with_timeouts(self.timeouts);
-        let tools = ToolRegistry::start(
-            &config.servers,
-            McpSettings::from(&config.settings).with_guard(env!("CARGO_BIN_EXE_woollama")),
-            woollama::mcp_surface::reserved(&config),
-            &self.env,
-            build_client().expect("client"),
-        );
-        let state = AppState::new(Arc::clone(&config), registry, tools.clone());
-        woollama::mcp_surface::spawn_list_changed(&state, state.mcp_clients.clone());
-        let app = http::with_surface_auth(
-            http::router(state),
-            config.settings.token.clone(),
-            &config.settings,
-        );
+        let options = Options {
+            guard: Some(env!("CARGO_BIN_EXE_woollama").into()),
+            timeouts: self.timeouts,
+            reconnect: true,
+        };
+        let state = AppState::build(Arc::clone(&config), &self.env, options).expect("app");
+        let tools = state.tools.clone();
+        let (app, _) = woollama::serve::routers(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -1,0 +1,122 @@
+//! The one assembly of what every surface shares.
+//!
+//! [`AppState`] holds cheap-to-clone handles — the config snapshot, the
+//! inferencer registry, the MCP downstream registry, the one pooled HTTP
+//! client, the shutdown token — and [`AppState::build`] is the one function
+//! that makes it, called by `serve`, `woollama mcp`, `check-config --connect`
+//! and the tests alike. A handle every surface needs (the conversation
+//! table, metrics) is added here and nowhere else.
+//!
+//! The surfaces (`http`, `mcp_surface`) take an `AppState` and never each
+//! other; `serve` is what puts them on listeners.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Env};
+use crate::inference::{self, Registry, Timeouts};
+use crate::tools::{McpSettings, Reserved, ToolRegistry};
+
+/// How the process is assembled beyond what the config says.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A woollama binary whose hidden `child-guard` command starts stdio
+    /// servers (`tools::guard`); `None` starts them directly.
+    pub guard: Option<PathBuf>,
+    /// Outbound timeouts (fixed for users; short in tests of a hung upstream).
+    pub timeouts: Timeouts,
+    /// Reconnect downstreams that fail (off for `check-config --connect`,
+    /// which tries each once).
+    pub reconnect: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            guard: None,
+            timeouts: Timeouts::default(),
+            reconnect: true,
+        }
+    }
+}
+
+impl Options {
+    /// The options of the `woollama` binary itself: its stdio servers start
+    /// through this very binary's guard. Without a readable path to it
+    /// (replaced on disk while running) they start directly, with a warning.
+    pub fn for_this_binary() -> Self {
+        let guard = match std::env::current_exe() {
+            Ok(exe) if exe.is_file() => Some(exe),
+            _ => {
+                tracing::warn!(
+                    "cannot find this woollama binary on disk; MCP servers are started without a guard and outlive a killed woollama"
+                );
+                None
+            }
+        };
+        Self {
+            guard,
+            ..Self::default()
+        }
+    }
+}
+
+/// Why the app could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// What every handler shares: cheap-to-clone handles.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub inference: Registry,
+    /// The MCP downstreams.
+    pub tools: ToolRegistry,
+    /// Process start, seconds since the epoch (the `created` of listed models).
+    pub started: u64,
+    /// Cancelled when woollama shuts down: long-lived streams (MCP SSE) end
+    /// so the drain does not wait on them.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Builds every shared handle; downstreams start connecting in the
+    /// background at once (call this only once the listeners are bound).
+    pub fn build(config: Arc<Config>, env: &Env, options: Options) -> Result<Self, Error> {
+        let client = inference::build_client().map_err(|e| Error::Client(e.to_string()))?;
+        let mut mcp = McpSettings::from(&config.settings);
+        mcp.guard = options.guard;
+        if !options.reconnect {
+            mcp.retry_max = Duration::ZERO;
+        }
+        let tools = ToolRegistry::start(
+            &config.servers,
+            mcp,
+            Reserved::of(&config),
+            env,
+            client.clone(),
+        );
+        let inference =
+            Registry::new(&config.inferencers, env, client).with_timeouts(options.timeouts);
+        Ok(Self {
+            config,
+            inference,
+            tools,
+            started: crate::inference::ollama::now(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Ends long-lived streams and stops every downstream (children reaped),
+    /// waiting at most `deadline` for them.
+    pub async fn stop(&self, deadline: Duration) {
+        self.shutdown.cancel();
+        self.tools.shutdown(deadline).await;
+    }
+}

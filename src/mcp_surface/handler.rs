@@ -1,0 +1,385 @@
+//! One MCP session's handler: woollama's own tools and prompts, and the
+//! downstreams' under their exposed names, each request proxied with its
+//! caller (progress, logs, server→client requests) and cancellable.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, Reference, ResultType,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use super::clients::{Channel, Clients, lock};
+use super::errors;
+use super::{chat, prompts};
+use crate::app::AppState;
+use crate::tools::{self, Caller};
+
+/// One MCP session's handler: cheap handles onto the shared state.
+#[derive(Clone)]
+pub struct Surface {
+    pub(super) state: AppState,
+    clients: Clients,
+    /// Which session this is.
+    id: u64,
+    /// The level set by `logging/setLevel` (info by default).
+    level: Arc<Mutex<LoggingLevel>>,
+}
+
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+impl Surface {
+    pub(super) fn new(state: AppState, clients: Clients) -> Self {
+        Self {
+            state,
+            clients,
+            id: SESSIONS.fetch_add(1, Ordering::Relaxed),
+            level: Arc::new(Mutex::new(LoggingLevel::Info)),
+        }
+    }
+
+    /// The least severe log level this request's client wants: the
+    /// session's `logging/setLevel`, or on 2026-07-28 (no session) the level
+    /// the request names in its `_meta` — none named, no log messages.
+    fn log_threshold(&self, ctx: &RequestContext<RoleServer>) -> Option<LoggingLevel> {
+        if ctx.meta.protocol_version().is_some() {
+            ctx.meta.log_level()
+        } else {
+            Some(*lock(&self.level))
+        }
+    }
+
+    pub(super) fn logs_info(&self, ctx: &RequestContext<RoleServer>) -> bool {
+        self.log_threshold(ctx)
+            .is_some_and(|l| tools::severity(LoggingLevel::Info) >= tools::severity(l))
+    }
+
+    /// The caller a proxied request is made for.
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Caller {
+        Caller {
+            peer: ctx.peer.clone(),
+            session: self.id,
+            request_id: ctx.id.clone(),
+            progress_token: ctx.meta.get_progress_token(),
+            log_level: self.log_threshold(ctx),
+        }
+    }
+
+    /// The downstream snapshot, once the first connection attempts are over
+    /// (bounded; see `ToolRegistry::settled`).
+    async fn snapshot(&self) -> Arc<tools::Snapshot> {
+        let limit = self
+            .state
+            .tools
+            .settings()
+            .connect_timeout
+            .min(std::time::Duration::from_secs(10));
+        self.state.tools.settled(limit).await
+    }
+
+    /// Whether any downstream is configured (resources and completions are
+    /// advertised then).
+    fn aggregates(&self) -> bool {
+        !self.state.config.servers.is_empty()
+    }
+}
+
+/// A downstream tool as woollama re-exports it: its own definition under its
+/// wire name.
+fn reexport(entry: &tools::ToolEntry) -> Tool {
+    let mut t = entry.tool.clone();
+    t.name = entry.wire.clone().into();
+    t
+}
+
+/// Races a proxied request against the client's cancellation (dropping the
+/// request cancels it downstream).
+async fn cancellable<T>(
+    ctx: &RequestContext<RoleServer>,
+    work: impl Future<Output = Result<T, ErrorData>>,
+) -> Result<T, ErrorData> {
+    tokio::select! {
+        r = work => r,
+        () = ctx.ct.cancelled() => Err(ErrorData::internal_error("the request was cancelled", None)),
+    }
+}
+
+impl ServerHandler for Surface {
+    fn get_info(&self) -> ServerConfig {
+        let builder = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_logging();
+        let capabilities = if self.aggregates() {
+            builder
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
+                .enable_completions()
+                .build()
+        } else {
+            builder.build()
+        };
+        ServerConfig::new(capabilities)
+        .with_server_info(Implementation::new("woollama", env!("CARGO_PKG_VERSION")).with_title("woollama"))
+        .with_instructions(
+            "woollama routes between AI clients and backends. `chat` runs a recipe (a system prompt, a model \
+             and a tool allow-list) and returns its answer; the recipes are also listed as prompts. Every \
+             other tool, prompt and resource belongs to a downstream MCP server: tools and prompts are named \
+             mcp__<server>__<name> and resources woollama://<server>/<uri>, unless that server is configured \
+             to keep its own names.",
+        )
+    }
+
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        let channel = Channel::Session {
+            peer: ctx.peer,
+            level: Arc::clone(&self.level),
+        };
+        self.clients.add(self.id, channel, HashSet::new());
+    }
+
+    /// 2026-07-28 `subscriptions/listen`: every list change and resource
+    /// update the client asks for (rmcp narrows the filter to what is
+    /// advertised).
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        let uris: HashSet<String> = ctx
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for uri in &uris {
+            if let Err(e) = self.state.tools.subscribe(uri, true).await {
+                tracing::warn!(uri, error = %e, "a listen subscription could not be passed on");
+            }
+        }
+        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        self.clients
+            .add(id, Channel::Listen(ctx.sink().clone()), uris.clone());
+        ctx.cancelled().await;
+        self.clients.remove(id);
+        for uri in &uris {
+            if !self.clients.subscribe(id, uri, false) {
+                let _ = self.state.tools.subscribe(uri, false).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if ctx.meta.protocol_version().is_some() {
+            // 2026-07-28 has no sessions: the level travels in each request's _meta.
+            return Err(ErrorData::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                "logging/setLevel is not part of protocol 2026-07-28; send the level in each request's _meta",
+                None,
+            ));
+        }
+        *lock(&self.level) = request.level;
+        Ok(())
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let snap = self.snapshot().await;
+        let mut tools = vec![chat::tool()];
+        tools.extend(snap.listed().map(reexport));
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    /// Lets rmcp validate `Mcp-Param-*` headers against a tool's schema.
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        if name == chat::NAME {
+            return Some(chat::tool());
+        }
+        self.state.tools.snapshot().tool(name).map(reexport)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if request.name == chat::NAME {
+            return Ok(CallToolResponse::Complete(
+                chat::run(self, request.arguments, ctx).await,
+            ));
+        }
+        if self.state.tools.snapshot().tool(&request.name).is_none() {
+            // Right after start-up the tool's server may still be connecting.
+            self.snapshot().await;
+        }
+        let call =
+            self.state
+                .tools
+                .call_for(&request.name, request.arguments, Some(self.caller(&ctx)));
+        let result = cancellable(&ctx, async { Ok(call.await) }).await?;
+        match result {
+            Ok(mut r) => {
+                // Older downstreams omit resultType; 2026-07-28 clients need it.
+                r.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(CallToolResponse::Complete(r))
+            }
+            Err(e) => errors::tool_call(e).map(CallToolResponse::Complete),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut list = prompts::list(&self.state.config.recipes);
+        let snap = self.snapshot().await;
+        list.extend(snap.prompts.iter().map(|p| {
+            let mut prompt = p.prompt.clone();
+            prompt.name.clone_from(&p.wire);
+            prompt
+        }));
+        Ok(ListPromptsResult::with_all_items(list))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if self.state.config.recipes.contains_key(&request.name)
+            || self.snapshot().await.prompt(&request.name).is_none()
+        {
+            return prompts::get(&self.state.config.recipes, &request)
+                .map(GetPromptResponse::Complete);
+        }
+        let caller = self.caller(&ctx);
+        let get = self.state.tools.get_prompt(request, Some(caller));
+        let mut r = cancellable(&ctx, async { get.await.map_err(errors::protocol) }).await?;
+        r.result_type.get_or_insert(ResultType::COMPLETE);
+        Ok(GetPromptResponse::Complete(r))
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let snap = self.snapshot().await;
+        let list = snap.resources.iter().map(|r| {
+            let mut resource = r.resource.clone();
+            resource.uri.clone_from(&r.uri);
+            resource
+        });
+        Ok(ListResourcesResult::with_all_items(list.collect()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let snap = self.snapshot().await;
+        let list = snap.templates.iter().map(|t| {
+            let mut template = t.template.clone();
+            template.uri_template.clone_from(&t.uri_template);
+            template
+        });
+        Ok(ListResourceTemplatesResult::with_all_items(list.collect()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.snapshot().await;
+        let read = self
+            .state
+            .tools
+            .read_resource(&request.uri, Some(self.caller(&ctx)));
+        let mut r = cancellable(&ctx, async { read.await.map_err(errors::protocol) }).await?;
+        r.result_type.get_or_insert(ResultType::COMPLETE);
+        Ok(ReadResourceResponse::Complete(r))
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.state
+            .tools
+            .subscribe(&request.uri, true)
+            .await
+            .map_err(errors::protocol)?;
+        self.clients.subscribe(self.id, &request.uri, true);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if !self.clients.subscribe(self.id, &request.uri, false) {
+            self.state
+                .tools
+                .subscribe(&request.uri, false)
+                .await
+                .map_err(errors::protocol)?;
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        if let Reference::Prompt(p) = &request.r#ref
+            && let Some(values) = prompts::complete(
+                &self.state.config.recipes,
+                &p.name,
+                &request.argument.name,
+                &request.argument.value,
+            )
+        {
+            let info =
+                CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
+            return Ok(CompleteResult::new(info));
+        }
+        let mut r = self
+            .state
+            .tools
+            .complete(request)
+            .await
+            .map_err(errors::protocol)?
+            .unwrap_or_default();
+        r.result_type.get_or_insert(ResultType::COMPLETE);
+        Ok(r)
+    }
+}
