@@ -108,7 +108,7 @@ impl AppState {
             config,
             inference,
             tools,
-            started: crate::inference::ollama::now(),
+            started: crate::wire::now(),
             shutdown: CancellationToken::new(),
         })
     }

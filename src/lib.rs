@@ -40,3 +40,4 @@ pub mod orchestrate;
 pub mod routing;
 pub mod serve;
 pub mod tools;
+pub mod wire;

@@ -19,10 +19,16 @@ pub enum Route<'a> {
     Unknown,
 }
 
+/// Splits a model string into its namespace and the rest (`None` without a
+/// `/`): the one place that knows the namespace comes before the first `/`.
+pub fn split(model: &str) -> Option<(&str, &str)> {
+    model.split_once('/')
+}
+
 /// Routes `model`; `is_provider` says whether a name is a configured
 /// inferencer.
 pub fn route<'a>(model: &'a str, is_provider: impl Fn(&str) -> bool) -> Route<'a> {
-    let Some((ns, rest)) = model.split_once('/') else {
+    let Some((ns, rest)) = split(model) else {
         return Route::Unknown;
     };
     match ns {

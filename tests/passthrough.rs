@@ -614,7 +614,7 @@ async fn a_plain_answer_is_relayed_without_buffering() {
 #[tokio::test]
 async fn an_answer_too_large_to_read_whole_is_a_502_naming_the_limit() {
     let mock = Mock::start().await;
-    let huge = "x".repeat(woollama::inference::openai::RESPONSE_LIMIT + 1);
+    let huge = "x".repeat(woollama::inference::RESPONSE_LIMIT + 1);
     mock.push(Reply::Json(StatusCode::OK, completion(&huge)));
     mock.push(Reply::Json(
         StatusCode::OK,

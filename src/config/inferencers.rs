@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::Url;
 use serde_json::{Map, Value, json};
+use url::Url;
 
 use super::diagnostics::{Diagnostics, toml_kind, toml_to_json};
 use super::env::Env;

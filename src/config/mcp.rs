@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use reqwest::Url;
-use reqwest::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
+use url::Url;
 
 use super::diagnostics::{Diagnostics, json_kind};
 use super::env::{Env, Secret};

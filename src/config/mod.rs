@@ -230,13 +230,17 @@ fn cross_check(
     for (name, r) in recipes {
         let path = KeyPath::root().key("recipes").key(name);
         let provider = r.provider();
-        if provider == "claude-agent" {
+        let route = crate::routing::route(&r.inferencer, |p| inferencers.contains_key(p));
+        if matches!(route, crate::routing::Route::ClaudeAgent(_)) {
             diags.warn(
                 file,
                 &path.key("inferencer"),
                 "claude-agent models are stateful and cannot be a recipe's inferencer; calls will fail with 501",
             );
-        } else if provider != "claude-code" && !inferencers.contains_key(provider) {
+        } else if !matches!(
+            route,
+            crate::routing::Route::ClaudeCode(_) | crate::routing::Route::Provider { .. }
+        ) {
             diags.warn(
                 file,
                 &path.key("inferencer"),

@@ -58,9 +58,7 @@ impl Recipe {
 
     /// The provider half of `inferencer`.
     pub fn provider(&self) -> &str {
-        self.inferencer
-            .split_once('/')
-            .map_or(self.inferencer.as_str(), |(p, _)| p)
+        crate::routing::split(&self.inferencer).map_or(self.inferencer.as_str(), |(p, _)| p)
     }
 }
 
@@ -222,7 +220,7 @@ fn recipe(
             return None;
         }
     };
-    match inferencer.split_once('/') {
+    match crate::routing::split(&inferencer) {
         Some((p, m)) if !p.is_empty() && !m.is_empty() => {}
         _ => {
             skip(

@@ -23,7 +23,7 @@ use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, RequestError};
 use crate::config::Secret;
 
 /// The token the TCP surface requires, if any, and the hosts a browser
@@ -84,9 +84,7 @@ fn check_host(auth: &SurfaceAuth, req: &Request) -> Result<(), ApiError> {
     if host_allowed(host, &auth.extra_hosts) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!(
-            "forbidden: Host {host:?} does not name this machine; woollama answers requests for localhost, 127.0.0.1 and [::1] (and the host of WOOLLAMA_ADDRESS), so a web page whose DNS name points here is refused"
-        )))
+        Err(RequestError::ForeignHost(host.to_string()).into())
     }
 }
 
@@ -102,7 +100,7 @@ pub async fn require(State(auth): State<SurfaceAuth>, req: Request, next: Next) 
     }
     match check(&auth, &req) {
         Ok(()) => next.run(req).await,
-        Err(reason) => ApiError::Unauthorized(reason).into_response(),
+        Err(reason) => ApiError::from(RequestError::Unauthorized(reason)).into_response(),
     }
 }
 
@@ -115,9 +113,7 @@ fn check_origin(auth: &SurfaceAuth, req: &Request) -> Result<(), ApiError> {
             if origin_allowed(origin, &auth.extra_hosts) {
                 Ok(())
             } else {
-                Err(ApiError::Forbidden(format!(
-                    "forbidden: requests from the web page at {origin:?} are refused; woollama serves local clients"
-                )))
+                Err(RequestError::ForeignOrigin(origin.to_string()).into())
             }
         }
     }

@@ -1,80 +1,203 @@
 //! The one place errors become an HTTP status and an OpenAI error body.
 //!
-//! Everything woollama itself refuses is `{"error":{"message","type"}}` with
-//! the contract's status and type (Appendix A). An upstream's own JSON error
-//! is relayed verbatim with its status; a non-JSON upstream error is wrapped
-//! so the client still gets an OpenAI-shaped body that says who failed.
+//! Errors are named after their causes, in the layer that knows them: a
+//! request the HTTP surface cannot take ([`RequestError`]), an upstream that
+//! failed (`inference::Error`), a recipe that could not run or finish
+//! (`orchestrate::Error`). [`ApiError`] carries any of them, and only this
+//! file decides the status and the `type` (contract Appendix A): handlers
+//! never pick a status.
+//!
+//! Everything woollama itself refuses is `{"error":{"message","type"}}`. An
+//! upstream's own JSON error is relayed verbatim with its status; a non-JSON
+//! upstream error is wrapped so the client still gets an OpenAI-shaped body
+//! that says who failed. Inside a stream that already started, the same
+//! error travels as one `data:` frame ([`ApiError::stream_frame`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::json;
 
-use crate::inference;
+use crate::{inference, orchestrate, wire};
 
+/// A request the HTTP surface refuses, by cause.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("could not read the request body: {0}")]
+    BodyUnreadable(String),
+    #[error("the request body is larger than the {} MiB limit", .limit / (1024 * 1024))]
+    BodyTooLarge { limit: usize },
+    #[error("the request body is empty; send a JSON object")]
+    EmptyBody,
+    #[error("the request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the request body must be a JSON object, not {0}")]
+    NotAnObject(&'static str),
+    #[error(
+        "missing required field `model`: name a model like 'ollama/qwen3:8b' or 'woollama/<recipe>' (GET /v1/models lists them)"
+    )]
+    MissingModel,
+    #[error("`model` is empty: name a model like 'ollama/qwen3:8b' or 'woollama/<recipe>'")]
+    EmptyModel,
+    #[error("`model` must be a string")]
+    ModelNotAString,
+    #[error(
+        "unknown model namespace: '{model}'. Use 'woollama/<recipe>' or '<provider>/<model>' for a known inferencer ({known})."
+    )]
+    UnknownNamespace { model: String, known: String },
+    #[error(
+        "model '{model}' is declared as {} for this inferencer, not '{capability}' — call the endpoint for {}, or change [inferencers.{provider}.capabilities] in inferencers.toml",
+        .declared.join(", "), .declared.join(" / ")
+    )]
+    CapabilityMismatch {
+        model: String,
+        provider: String,
+        declared: Vec<String>,
+        capability: &'static str,
+    },
+    #[error(
+        "'woollama/{0}' is a recipe; recipes answer /v1/chat/completions only. Name a provider model like 'ollama/nomic-embed-text' here"
+    )]
+    RecipeNotHere(String),
+    #[error(
+        "'{0}' is not a pass-through model: claude-code/<model> runs as a recipe's inferencer, and claude-agent/<model> on stateful /v1/responses; use '<provider>/<model>' or 'woollama/<recipe>' here"
+    )]
+    NotPassThrough(String),
+    #[error("`messages` must be an array of messages")]
+    MessagesNotAnArray,
+    #[error(
+        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/embeddings, /v1/images/generations, /mcp)"
+    )]
+    NoRoute { method: String, path: String },
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error(
+        "forbidden: requests from the web page at {0:?} are refused; woollama serves local clients"
+    )]
+    ForeignOrigin(String),
+    #[error(
+        "forbidden: Host {0:?} does not name this machine; woollama answers requests for localhost, 127.0.0.1 and [::1] (and the host of WOOLLAMA_ADDRESS), so a web page whose DNS name points here is refused"
+    )]
+    ForeignHost(String),
+}
+
+/// Anything an HTTP request can end in.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
-    InvalidRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    #[error("{0}")]
-    Unauthorized(&'static str),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotImplemented(String),
-    #[error("{0}")]
-    Server(String),
-    #[error("{0}")]
-    BadGateway(String),
-    #[error("{0}")]
-    GatewayTimeout(String),
-    /// An upstream error status with its body, relayed.
-    #[error("upstream answered {status}")]
-    Upstream {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Inference(#[from] inference::Error),
+    #[error(transparent)]
+    Recipe(#[from] orchestrate::Error),
+}
+
+/// What an error is answered with.
+enum Answer {
+    /// woollama's own body.
+    Own(StatusCode, &'static str),
+    /// An upstream's body, relayed with `status` (wrapped if not JSON).
+    Relayed {
         status: StatusCode,
         content_type: Option<String>,
         body: Bytes,
     },
 }
 
+const INVALID: &str = "invalid_request_error";
+const SERVER: &str = "server_error";
+const UPSTREAM: &str = "upstream_error";
+
+fn request(e: &RequestError) -> Answer {
+    use RequestError as R;
+    match e {
+        R::NoRoute { .. } => Answer::Own(StatusCode::NOT_FOUND, "not_found"),
+        R::MethodNotAllowed { .. } => Answer::Own(StatusCode::METHOD_NOT_ALLOWED, INVALID),
+        R::BodyTooLarge { .. } => Answer::Own(StatusCode::PAYLOAD_TOO_LARGE, INVALID),
+        R::Unauthorized(_) => Answer::Own(StatusCode::UNAUTHORIZED, "authentication_error"),
+        R::ForeignOrigin(_) | R::ForeignHost(_) => {
+            Answer::Own(StatusCode::FORBIDDEN, "permission_error")
+        }
+        _ => Answer::Own(StatusCode::BAD_REQUEST, INVALID),
+    }
+}
+
+fn upstream(e: &inference::Error) -> Answer {
+    use inference::Error as E;
+    match e {
+        E::MissingKey { .. } => Answer::Own(StatusCode::BAD_REQUEST, INVALID),
+        E::Unreachable { .. } | E::BadResponse { .. } | E::TooLarge { .. } => {
+            Answer::Own(StatusCode::BAD_GATEWAY, SERVER)
+        }
+        E::Timeout { .. } => Answer::Own(StatusCode::GATEWAY_TIMEOUT, SERVER),
+        E::Upstream {
+            status,
+            content_type,
+            body,
+            ..
+        } => Answer::Relayed {
+            status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            content_type: content_type.clone(),
+            body: body.clone(),
+        },
+        E::StreamFailed { body, .. } => Answer::Relayed {
+            status: StatusCode::BAD_GATEWAY,
+            content_type: Some("application/json".into()),
+            body: body.clone(),
+        },
+    }
+}
+
+fn recipe(e: &orchestrate::Error) -> Answer {
+    use orchestrate::Error as E;
+    match e {
+        E::UnknownRecipe(_) => Answer::Own(StatusCode::NOT_FOUND, "not_found"),
+        E::Unsupported { .. } | E::NotImplemented(_) => {
+            Answer::Own(StatusCode::NOT_IMPLEMENTED, "not_implemented")
+        }
+        E::Inference(i) => upstream(i),
+        E::NoChoices { body, .. } => Answer::Relayed {
+            status: StatusCode::BAD_GATEWAY,
+            content_type: Some("application/json".into()),
+            body: Bytes::from(body.to_string()),
+        },
+        E::MaxTurns(_) | E::NoAnswer(_) => Answer::Own(StatusCode::INTERNAL_SERVER_ERROR, SERVER),
+    }
+}
+
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str) {
+    fn answer(&self) -> Answer {
         match self {
-            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::MethodNotAllowed(_) => {
-                (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error")
-            }
-            ApiError::PayloadTooLarge(_) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error")
-            }
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "authentication_error"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "permission_error"),
-            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
-            ApiError::Server(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "server_error"),
-            ApiError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "server_error"),
-            ApiError::Upstream { status, .. } => (*status, "upstream_error"),
+            ApiError::Request(e) => request(e),
+            ApiError::Inference(e) => upstream(e),
+            ApiError::Recipe(e) => recipe(e),
         }
     }
 
     /// The status this error is answered with.
     pub fn status(&self) -> StatusCode {
-        self.parts().0
+        match self.answer() {
+            Answer::Own(s, _) | Answer::Relayed { status: s, .. } => s,
+        }
     }
-}
 
-/// `{"error":{"message":…,"type":…}}`.
-pub fn error_body(message: &str, kind: &str) -> Vec<u8> {
-    json!({"error": {"message": message, "type": kind}})
-        .to_string()
-        .into_bytes()
+    /// The error as one SSE `data:` frame, for a stream that already
+    /// started: an upstream's own JSON error as it came, else ours.
+    pub fn stream_frame(&self) -> Bytes {
+        let payload = match self.answer() {
+            Answer::Relayed { body, .. }
+                if serde_json::from_slice::<serde_json::Value>(&body).is_ok() =>
+            {
+                body.to_vec()
+            }
+            Answer::Own(StatusCode::INTERNAL_SERVER_ERROR, _) => {
+                wire::error_body(&self.to_string(), SERVER)
+            }
+            _ => wire::error_body(&self.to_string(), UPSTREAM),
+        };
+        Bytes::from(wire::sse_raw(&payload))
+    }
 }
 
 fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
@@ -88,9 +211,8 @@ fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Respo
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind) = self.parts();
-        match self {
-            ApiError::Upstream {
+        match self.answer() {
+            Answer::Relayed {
                 status,
                 content_type,
                 body,
@@ -111,48 +233,78 @@ impl IntoResponse for ApiError {
                         format!("the upstream answered {status}: {text}")
                     };
                     tracing::debug!(%status, "relaying non-JSON upstream error");
-                    json_response(status, error_body(&message, kind))
+                    json_response(status, wire::error_body(&message, UPSTREAM))
                 }
             }
-            ApiError::Unauthorized(reason) => {
-                let mut r =
-                    json_response(status, error_body(&format!("unauthorized: {reason}"), kind));
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                r
-            }
-            other => {
-                let message = other.to_string();
+            Answer::Own(status, kind) => {
+                let message = self.to_string();
                 if status.is_server_error() {
                     tracing::warn!(%status, error = %message, "request failed");
                 } else {
                     tracing::debug!(%status, error = %message, "request refused");
                 }
-                json_response(status, error_body(&message, kind))
+                let mut r = json_response(status, wire::error_body(&message, kind));
+                if status == StatusCode::UNAUTHORIZED {
+                    r.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                r
             }
         }
     }
 }
 
-impl From<inference::Error> for ApiError {
-    fn from(e: inference::Error) -> Self {
-        use inference::Error as E;
-        match e {
-            E::MissingKey { .. } => ApiError::InvalidRequest(e.to_string()),
-            E::Unreachable { .. } | E::BadResponse { .. } | E::TooLarge { .. } => {
-                ApiError::BadGateway(e.to_string())
-            }
-            E::Timeout { .. } => ApiError::GatewayTimeout(e.to_string()),
-            E::Upstream {
-                status,
-                content_type,
-                body,
-                ..
-            } => ApiError::Upstream {
-                status,
-                content_type,
-                body,
-            },
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract's statuses, decided here and only here.
+    #[test]
+    fn statuses_by_cause() {
+        let cases: Vec<(ApiError, u16)> = vec![
+            (RequestError::MissingModel.into(), 400),
+            (RequestError::BodyTooLarge { limit: 1 << 25 }.into(), 413),
+            (
+                RequestError::NoRoute {
+                    method: "GET".into(),
+                    path: "/x".into(),
+                }
+                .into(),
+                404,
+            ),
+            (
+                RequestError::MethodNotAllowed {
+                    method: "PUT".into(),
+                    path: "/x".into(),
+                }
+                .into(),
+                405,
+            ),
+            (RequestError::Unauthorized("no").into(), 401),
+            (RequestError::ForeignHost("evil".into()).into(), 403),
+            (orchestrate::Error::UnknownRecipe("r".into()).into(), 404),
+            (orchestrate::Error::MaxTurns(8).into(), 500),
+            (orchestrate::Error::NotImplemented("x".into()).into(), 501),
+            (
+                inference::Error::MissingKey {
+                    inferencer: "groq".into(),
+                    env: "GROQ_API_KEY".into(),
+                }
+                .into(),
+                400,
+            ),
+            (
+                inference::Error::Timeout {
+                    inferencer: "o".into(),
+                    url: "u".into(),
+                    after: std::time::Duration::from_secs(1),
+                }
+                .into(),
+                504,
+            ),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.status().as_u16(), status, "{e}");
         }
     }
 }

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, RequestError};
 
 /// The request body limit (base64 images are large).
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -26,51 +26,35 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(format!(
-                    "the request body is larger than the {} MiB limit",
-                    BODY_LIMIT / (1024 * 1024)
-                ))
+                RequestError::BodyTooLarge { limit: BODY_LIMIT }
             } else {
-                ApiError::InvalidRequest(format!(
-                    "could not read the request body: {}",
-                    e.body_text()
-                ))
+                RequestError::BodyUnreadable(e.body_text())
             }
         })?;
         if bytes.is_empty() {
-            return Err(ApiError::InvalidRequest(
-                "the request body is empty; send a JSON object".into(),
-            ));
+            return Err(RequestError::EmptyBody.into());
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(other) => Err(ApiError::InvalidRequest(format!(
-                "the request body must be a JSON object, not {}",
-                match other {
-                    Value::Array(_) => "an array",
-                    Value::String(_) => "a string",
-                    Value::Number(_) => "a number",
-                    Value::Bool(_) => "a boolean",
-                    _ => "null",
-                }
-            ))),
-            Err(e) => Err(ApiError::InvalidRequest(format!(
-                "the request body is not valid JSON: {e}"
-            ))),
+            Ok(other) => Err(RequestError::NotAnObject(match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            })
+            .into()),
+            Err(e) => Err(RequestError::NotJson(e.to_string()).into()),
         }
     }
 }
 
 /// The `model` field of a request body.
-pub fn model_of(body: &Map<String, Value>) -> Result<&str, ApiError> {
+pub fn model_of(body: &Map<String, Value>) -> Result<&str, RequestError> {
     match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => Ok(m),
-        None | Some(Value::Null) => Err(ApiError::InvalidRequest(
-            "missing required field `model`: name a model like 'ollama/qwen3:8b' or 'woollama/<recipe>' (GET /v1/models lists them)".into(),
-        )),
-        Some(Value::String(_)) => Err(ApiError::InvalidRequest(
-            "`model` is empty: name a model like 'ollama/qwen3:8b' or 'woollama/<recipe>'".into(),
-        )),
-        Some(_) => Err(ApiError::InvalidRequest("`model` must be a string".into())),
+        None | Some(Value::Null) => Err(RequestError::MissingModel),
+        Some(Value::String(_)) => Err(RequestError::EmptyModel),
+        Some(_) => Err(RequestError::ModelNotAString),
     }
 }

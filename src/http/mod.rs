@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 
 pub use crate::app::AppState;
 use crate::config::Secret;
-use error::ApiError;
+use error::{ApiError, RequestError};
 
 /// The routes, without surface auth: the Unix socket serves them as they
 /// are (its 0600 mode is the boundary); the TCP listener wraps them in
@@ -67,17 +67,17 @@ pub fn with_surface_auth(
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::NotFound(format!(
-        "no route for {} {} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/embeddings, /v1/images/generations, /mcp)",
-        req.method(),
-        req.uri().path()
-    ))
+    RequestError::NoRoute {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+    .into()
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}",
-        req.method(),
-        req.uri().path()
-    ))
+    RequestError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+    .into()
 }

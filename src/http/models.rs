@@ -12,16 +12,15 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::inference::openai;
 
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let timeout = state.config.settings.discovery_timeout;
-    let client = state.inference.client();
-    let discovered = futures_util::future::join_all(state.inference.iter().map(|inf| async move {
+    let registry = &state.inference;
+    let discovered = futures_util::future::join_all(registry.iter().map(|inf| async move {
         if !inf.spec.discover {
             return Vec::new();
         }
-        match tokio::time::timeout(timeout, openai::discover(client, inf, timeout)).await {
+        match tokio::time::timeout(timeout, registry.discover(inf, timeout)).await {
             Ok(Ok(ids)) => ids,
             Ok(Err(e)) => {
                 tracing::debug!(inferencer = inf.name(), error = %e, "model discovery failed");

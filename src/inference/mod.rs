@@ -6,12 +6,21 @@
 //! live in [`Secret`]s: they are sent in the `Authorization` header and
 //! nowhere else.
 //!
-//! - [`openai`]: OpenAI-compatible HTTP: posting a body, relaying a stream,
+//! - `chat`: the backend seam every caller uses — pass-through relay, and a
+//!   recipe's chat turn as a typed answer or a stream of typed events.
+//! - `openai`: OpenAI-compatible HTTP: posting a body, relaying a stream,
 //!   model discovery.
-//! - [`ollama`]: the Ollama native `/api/chat` translation for `num_ctx`.
+//! - `ollama`: the Ollama native `/api/chat` translation for `num_ctx`.
+//! - [`sse`]: reading an upstream event stream into [`ChatEvent`]s.
 
-pub mod ollama;
-pub mod openai;
+mod chat;
+mod ollama;
+mod openai;
+pub mod sse;
+
+pub use chat::{Endpoint, Relay};
+pub use openai::RESPONSE_LIMIT;
+pub use sse::ChatEvent;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,6 +82,10 @@ pub enum Error {
         content_type: Option<String>,
         body: Bytes,
     },
+    /// An upstream's event stream carried an error (`body`, its JSON) after
+    /// it had started.
+    #[error("inferencer '{inferencer}' failed mid-stream: {}", String::from_utf8_lossy(.body))]
+    StreamFailed { inferencer: String, body: Bytes },
     /// A non-streaming answer larger than woollama buffers.
     #[error(
         "inferencer '{inferencer}' answered more than {} MiB ({url}); woollama reads at most that much of an answer it must parse — ask for a shorter answer (max_tokens) or use stream: true",
@@ -104,6 +117,9 @@ fn unreachable_hint(inferencer: &str) -> String {
 pub struct Inferencer {
     pub spec: InferencerSpec,
     key: Option<Secret>,
+    /// The built-in `ollama` provider also speaks Ollama's native API
+    /// (`/api/chat`), used when a request sets `options.num_ctx`.
+    ollama: bool,
 }
 
 impl Inferencer {
@@ -113,7 +129,13 @@ impl Inferencer {
             .as_deref()
             .and_then(|name| env.non_empty(name))
             .map(Secret::new);
-        Self { spec, key }
+        let ollama = spec.name == "ollama";
+        Self { spec, key, ollama }
+    }
+
+    /// Whether this inferencer also speaks Ollama's native API.
+    pub fn speaks_ollama(&self) -> bool {
+        self.ollama
     }
 
     pub fn name(&self) -> &str {
@@ -192,8 +214,18 @@ impl Registry {
         self.inferencers.keys().map(String::as_str).collect()
     }
 
-    pub fn client(&self) -> &reqwest::Client {
+    fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The models a provider lists at `GET <base_url>/models`, within
+    /// `timeout`.
+    pub async fn discover(
+        &self,
+        inf: &Inferencer,
+        timeout: Duration,
+    ) -> Result<Vec<String>, Error> {
+        openai::discover(&self.client, inf, timeout).await
     }
 }
 

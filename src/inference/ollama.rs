@@ -9,12 +9,13 @@
 //!
 //! Requests with tools stay on `/v1`: we do not half-translate tool calls.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{Map, Value, json};
 
-/// Whether a pass-through request should go native.
-pub fn wants_native(provider: &str, body: &Map<String, Value>) -> bool {
+use crate::wire::{self, ChatCompletion, ChunkHead, Usage};
+
+/// Whether a pass-through chat request to an Ollama inferencer should go
+/// native.
+pub fn wants_native(body: &Map<String, Value>) -> bool {
     let has_ctx = body
         .get("options")
         .and_then(|o| o.get("num_ctx"))
@@ -24,7 +25,7 @@ pub fn wants_native(provider: &str, body: &Map<String, Value>) -> bool {
         Some(Value::Array(a)) => !a.is_empty(),
         Some(_) => true,
     };
-    provider == "ollama" && has_ctx && !has_tools
+    has_ctx && !has_tools
 }
 
 /// The native root for an OpenAI-compatible base: `http://h:11434/v1` →
@@ -71,18 +72,6 @@ pub fn to_native_request(
     out
 }
 
-/// A fresh `chatcmpl-<hex>` id.
-pub fn completion_id() -> String {
-    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn finish_reason(native: &Value) -> &'static str {
     match native.get("done_reason").and_then(Value::as_str) {
         Some("length") => "length",
@@ -100,39 +89,20 @@ fn content_of(native: &Value) -> &str {
 
 /// Translates a native (non-streaming) answer to a `chat.completion`.
 pub fn from_native_response(native: &Value, model: &str, id: &str, created: u64) -> Value {
-    let prompt = native
-        .get("prompt_eval_count")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let completion = native
-        .get("eval_count")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content_of(native)},
-            "finish_reason": finish_reason(native),
-        }],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        },
-    })
+    let count = |k: &str| native.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let message = json!({"role": "assistant", "content": content_of(native)});
+    let mut c = ChatCompletion::new(id, created, model, message, finish_reason(native));
+    c.usage = Some(Usage::new(count("prompt_eval_count"), count("eval_count")));
+    c.to_value()
 }
 
 /// A native `{"error": "…"}` body (or anything else) as an OpenAI error body.
-pub fn error_body(body: &[u8]) -> Value {
+pub fn error_body(body: &[u8]) -> Vec<u8> {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    json!({"error": {"message": message, "type": "upstream_error"}})
+    wire::error_body(&message, "upstream_error")
 }
 
 /// Turns Ollama's NDJSON stream into OpenAI SSE, one chunk of bytes at a
@@ -140,37 +110,20 @@ pub fn error_body(body: &[u8]) -> Value {
 /// across network chunks is never decoded in halves.
 #[derive(Debug)]
 pub struct SseTranslator {
-    id: String,
-    created: u64,
-    model: String,
+    head: ChunkHead,
     buf: Vec<u8>,
     started: bool,
     done: bool,
 }
 
 impl SseTranslator {
-    pub fn new(model: &str, id: String, created: u64) -> Self {
+    pub fn new(head: ChunkHead) -> Self {
         Self {
-            id,
-            created,
-            model: model.to_string(),
+            head,
             buf: Vec::new(),
             started: false,
             done: false,
         }
-    }
-
-    fn frame(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        });
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(chunk.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
     }
 
     fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
@@ -182,10 +135,7 @@ impl SseTranslator {
         };
         if let Some(e) = v.get("error") {
             let message = e.as_str().map_or_else(|| e.to_string(), str::to_string);
-            let err = json!({"error": {"message": message, "type": "upstream_error"}});
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(err.to_string().as_bytes());
-            out.extend_from_slice(b"\n\n");
+            out.extend(wire::sse_raw(&wire::error_body(&message, "upstream_error")));
             return;
         }
         let content = content_of(&v);
@@ -196,11 +146,10 @@ impl SseTranslator {
                 json!({"role": "assistant", "content": content})
             };
             self.started = true;
-            self.frame(out, delta, None);
+            out.extend(self.head.frame(&delta, None));
         }
         if v.get("done").and_then(Value::as_bool) == Some(true) {
-            self.frame(out, json!({}), Some(finish_reason(&v)));
-            out.extend_from_slice(b"data: [DONE]\n\n");
+            out.extend(self.head.end(finish_reason(&v)));
             self.done = true;
         }
     }
@@ -223,8 +172,7 @@ impl SseTranslator {
         let mut out = Vec::new();
         self.line(&rest, &mut out);
         if !self.done {
-            self.frame(&mut out, json!({}), Some("stop"));
-            out.extend_from_slice(b"data: [DONE]\n\n");
+            out.extend(self.head.end("stop"));
             self.done = true;
         }
         out
@@ -244,6 +192,14 @@ mod tests {
             "stream_in" => include_str!("../../tests/golden/ollama/stream_in.ndjson"),
             "stream_out" => include_str!("../../tests/golden/ollama/stream_out.sse"),
             _ => panic!("no golden file {name}"),
+        }
+    }
+
+    fn head(model: &str, id: &str, created: u64) -> ChunkHead {
+        ChunkHead {
+            id: id.into(),
+            created,
+            model: model.into(),
         }
     }
 
@@ -292,7 +248,7 @@ mod tests {
         // Feed in every chunk size from 1 byte (splitting multi-byte
         // characters) to the whole input at once.
         for size in [1, 2, 3, 7, 64, input.len()] {
-            let mut t = SseTranslator::new("qwen3:14b", "chatcmpl-golden".into(), 1_700_000_000);
+            let mut t = SseTranslator::new(head("qwen3:14b", "chatcmpl-golden", 1_700_000_000));
             let mut out = Vec::new();
             for chunk in input.chunks(size) {
                 out.extend(t.push(chunk));
@@ -308,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_stream_without_done_is_still_closed() {
-        let mut t = SseTranslator::new("m", "chatcmpl-x".into(), 1);
+        let mut t = SseTranslator::new(head("m", "chatcmpl-x", 1));
         let mut out = t.push(b"{\"message\":{\"content\":\"hi\"},\"done\":false}\n");
         out.extend(t.finish());
         let s = String::from_utf8(out).expect("utf8");
@@ -320,10 +276,12 @@ mod tests {
 
     #[test]
     fn native_errors_become_openai_errors() {
-        let e = error_body(br#"{"error":"model 'nope' not found"}"#);
+        let e: Value =
+            serde_json::from_slice(&error_body(br#"{"error":"model 'nope' not found"}"#))
+                .expect("json");
         assert_eq!(e["error"]["message"], "model 'nope' not found");
         assert_eq!(e["error"]["type"], "upstream_error");
-        let mut t = SseTranslator::new("m", "chatcmpl-x".into(), 1);
+        let mut t = SseTranslator::new(head("m", "chatcmpl-x", 1));
         let s = String::from_utf8(t.push(b"{\"error\":\"out of memory\"}\n")).expect("utf8");
         assert_eq!(
             s,
@@ -337,26 +295,18 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        assert!(wants_native(
-            "ollama",
-            &m(serde_json::json!({"options": {"num_ctx": 4096}}))
-        ));
-        assert!(wants_native(
-            "ollama",
-            &m(serde_json::json!({"options": {"num_ctx": 4096}, "tools": []}))
-        ));
-        assert!(!wants_native(
-            "ollama",
-            &m(serde_json::json!({"options": {"num_ctx": null}}))
-        ));
-        assert!(!wants_native(
-            "ollama",
-            &m(serde_json::json!({"options": {"num_ctx": 1}, "tools": [{}]}))
-        ));
-        assert!(!wants_native(
-            "vllm",
-            &m(serde_json::json!({"options": {"num_ctx": 1}}))
-        ));
+        assert!(wants_native(&m(
+            serde_json::json!({"options": {"num_ctx": 4096}})
+        )));
+        assert!(wants_native(&m(
+            serde_json::json!({"options": {"num_ctx": 4096}, "tools": []})
+        )));
+        assert!(!wants_native(&m(
+            serde_json::json!({"options": {"num_ctx": null}})
+        )));
+        assert!(!wants_native(&m(
+            serde_json::json!({"options": {"num_ctx": 1}, "tools": [{}]})
+        )));
         assert_eq!(native_root("http://h:11434/v1"), "http://h:11434");
         assert_eq!(native_root("http://h:11434/v1/"), "http://h:11434");
     }

@@ -122,8 +122,9 @@ pub async fn run(
         }
     };
     let state = &surface.state;
-    let Some(recipe) = state.config.recipes.get(&recipe_name) else {
-        return errors::failure(format!("unknown recipe '{recipe_name}'"));
+    let recipe = match orchestrate::recipe(&state.config, &recipe_name) {
+        Ok(r) => r,
+        Err(e) => return errors::recipe(&e),
     };
     let prepared =
         match orchestrate::prepare(recipe, &state.inference, &state.tools, messages, false).await {
@@ -171,9 +172,7 @@ pub async fn run(
             }
             Some(Ok(Event::Delta(_))) => {}
             Some(Err(e)) => return errors::recipe(&e),
-            None => {
-                return errors::failure(format!("recipe '{recipe_name}' ended without an answer"));
-            }
+            None => return errors::recipe(&orchestrate::Error::NoAnswer(recipe_name)),
         }
     }
 }

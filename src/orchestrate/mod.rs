@@ -14,7 +14,7 @@
 //! away — drops the driver and with it the upstream request and any tool
 //! call in flight.
 
-mod sse;
+mod assemble;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,7 +24,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::config::Recipe;
-use crate::inference::{self, Inferencer, openai};
+use crate::inference::{self, Inferencer};
+use crate::routing::{self, Route};
 use crate::tools::{self, ToolRegistry};
 
 /// What the loop reports as it runs.
@@ -59,10 +60,23 @@ pub enum Error {
     #[error(transparent)]
     Inference(#[from] inference::Error),
     /// The upstream answered 200 without `choices` (502, body relayed).
-    #[error("the upstream answered without choices")]
-    NoChoices { body: Value },
+    #[error("inferencer '{inferencer}' answered without choices")]
+    NoChoices { inferencer: String, body: Value },
     #[error("max turns ({0}) exceeded")]
     MaxTurns(u32),
+    #[error("unknown recipe '{0}'")]
+    UnknownRecipe(String),
+    /// The loop ended without a final answer (the stream was dropped).
+    #[error("recipe '{0}' ended without an answer")]
+    NoAnswer(String),
+}
+
+/// The recipe called `name`.
+pub fn recipe<'a>(config: &'a crate::config::Config, name: &str) -> Result<&'a Recipe, Error> {
+    config
+        .recipes
+        .get(name)
+        .ok_or_else(|| Error::UnknownRecipe(name.to_string()))
 }
 
 /// A recipe ready to run: everything resolved before any I/O.
@@ -79,6 +93,15 @@ pub struct Prepared {
     stream: bool,
 }
 
+fn unsupported(recipe: &Recipe, inference: &inference::Registry) -> Error {
+    let mut supported: Vec<&str> = inference.names();
+    supported.push("claude-code");
+    Error::Unsupported {
+        inferencer: recipe.inferencer.clone(),
+        supported: supported.join(", "),
+    }
+}
+
 /// Resolves a recipe against the inferencers and the tool snapshot. The
 /// servers the allow-list names are given, bounded by the connect timeout,
 /// the time to finish connecting if they are still at their first attempt.
@@ -89,23 +112,20 @@ pub async fn prepare(
     conversation: Vec<Value>,
     stream: bool,
 ) -> Result<Prepared, Error> {
-    let (provider, model) = recipe
-        .inferencer
-        .split_once('/')
-        .unwrap_or((recipe.inferencer.as_str(), ""));
-    if provider == "claude-code" {
-        return Err(Error::NotImplemented(format!(
-            "recipe '{}' runs on claude-code, which this build of woollama does not include yet",
-            recipe.name
-        )));
-    }
-    let Some(inf) = inference.get(provider) else {
-        let mut supported: Vec<&str> = inference.names();
-        supported.push("claude-code");
-        return Err(Error::Unsupported {
-            inferencer: recipe.inferencer.clone(),
-            supported: supported.join(", "),
-        });
+    let (inf, model) = match routing::route(&recipe.inferencer, |p| inference.contains(p)) {
+        Route::Provider { provider, model } => match inference.get(provider) {
+            Some(inf) => (inf, model),
+            None => return Err(unsupported(recipe, inference)),
+        },
+        Route::ClaudeCode(_) => {
+            return Err(Error::NotImplemented(format!(
+                "recipe '{}' runs on claude-code, which this build of woollama does not include yet",
+                recipe.name
+            )));
+        }
+        Route::ClaudeAgent(_) | Route::Recipe(_) | Route::Unknown => {
+            return Err(unsupported(recipe, inference));
+        }
     };
     inf.auth()?;
 
@@ -201,10 +221,13 @@ async fn drive(
         let response = if p.stream {
             streamed_turn(&p, inference, tx).await?
         } else {
-            plain_turn(&p, inference).await?
+            inference.complete(&p.inf, &request_body(&p)).await?
         };
         let Some(message) = response.pointer("/choices/0/message").cloned() else {
-            return Err(Error::NoChoices { body: response });
+            return Err(Error::NoChoices {
+                inferencer: p.inf.name().to_string(),
+                body: response,
+            });
         };
         let calls: Vec<Value> = message
             .get("tool_calls")
@@ -291,7 +314,7 @@ async fn drive(
     Err(Error::MaxTurns(p.max_turns))
 }
 
-fn request_body(p: &Prepared) -> Vec<u8> {
+fn request_body(p: &Prepared) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(p.model));
     body.insert("messages".into(), Value::Array(p.messages.clone()));
@@ -302,82 +325,24 @@ fn request_body(p: &Prepared) -> Vec<u8> {
     for (k, v) in &p.params {
         body.insert(k.clone(), v.clone());
     }
-    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+    Value::Object(body)
 }
 
-/// Sends one turn upstream; the status is checked before this returns.
-async fn send_turn(
-    p: &Prepared,
-    inference: &inference::Registry,
-    streaming: bool,
-) -> Result<reqwest::Response, Error> {
-    let timeout = inference.timeouts().chat;
-    let body = request_body(p);
-    Ok(openai::post(
-        inference.client(),
-        &p.inf,
-        "chat/completions",
-        None,
-        body,
-        timeout,
-        streaming,
-    )
-    .await?)
-}
-
-async fn plain_turn(p: &Prepared, inference: &inference::Registry) -> Result<Value, Error> {
-    let timeout = inference.timeouts().chat;
-    let url = p.inf.url("chat/completions");
-    let resp = send_turn(p, inference, false).await?;
-    let bytes = openai::read_body(&p.inf, &url, resp, timeout).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Inference(inference::Error::BadResponse {
-            inferencer: p.inf.name().to_string(),
-            detail: format!("{url} did not answer JSON: {e}"),
-        })
-    })
-}
-
+/// A streamed turn: text deltas go out as they arrive; the turn comes back
+/// whole (tool calls reassembled).
 async fn streamed_turn(
     p: &Prepared,
     inference: &inference::Registry,
     tx: &Tx,
 ) -> Result<Value, Error> {
-    let timeout = inference.timeouts().chat;
-    let resp = send_turn(p, inference, true).await?;
-    let mut body = Box::pin(openai::relay(&p.inf, resp, timeout));
-    let mut lines = sse::DataLines::default();
-    let mut turn = sse::Assembler::default();
-    let handle = |data: String, turn: &mut sse::Assembler| -> Result<Option<String>, Error> {
-        if data.trim() == "[DONE]" || data.trim().is_empty() {
-            return Ok(None);
+    let mut events = Box::pin(inference.stream(&p.inf, &request_body(p)).await?);
+    let mut turn = assemble::Assembler::default();
+    while let Some(event) = events.next().await {
+        if let Some(text) = turn.push(event?)
+            && !emit(tx, Event::Delta(text)).await
+        {
+            break;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&data) else {
-            return Ok(None);
-        };
-        if v.get("error").is_some() {
-            return Err(Error::Inference(inference::Error::Upstream {
-                inferencer: p.inf.name().to_string(),
-                status: reqwest::StatusCode::BAD_GATEWAY,
-                content_type: Some("application/json".into()),
-                body: bytes::Bytes::from(data),
-            }));
-        }
-        Ok(turn.chunk(&v))
-    };
-    while let Some(chunk) = body.next().await {
-        for data in lines.push(&chunk?) {
-            if let Some(text) = handle(data, &mut turn)?
-                && !emit(tx, Event::Delta(text)).await
-            {
-                return Ok(turn.finish(&p.model));
-            }
-        }
-    }
-    if let Some(data) = lines.finish()
-        && let Some(text) = handle(data, &mut turn)?
-    {
-        emit(tx, Event::Delta(text)).await;
     }
     Ok(turn.finish(&p.model))
 }

@@ -1,0 +1,314 @@
+//! The backend seam: what the surfaces and the recipe loop call.
+//!
+//! - [`Registry::relay`]: pass-through. The surface speaks the upstream's own
+//!   protocol, so the answer is relayed as raw bytes as they arrive — except
+//!   for a chat request to Ollama that asks for a context size, which goes to
+//!   the native `/api/chat` and is translated both ways (`ollama`).
+//! - [`Registry::complete`] and [`Registry::stream`]: one chat turn of the
+//!   recipe loop, as a typed answer (the `chat.completion`) or a stream of
+//!   typed [`ChatEvent`]s (text deltas, tool-call fragments, usage, finish).
+//!
+//! Nothing here returns an HTTP client's type: callers see [`Relay`],
+//! `serde_json::Value` and [`ChatEvent`]. A new backend (the `claude` CLI,
+//! hosted agents) implements these three calls for its inferencers.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+use serde_json::{Map, Value};
+
+use super::sse::{self, ChatEvent, DataLines};
+use super::{Error, Inferencer, Registry, ollama, openai};
+use crate::wire::{self, ChunkHead};
+
+/// A pass-through endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Embeddings,
+    Images,
+}
+
+impl Endpoint {
+    /// The path under the inferencer's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat/completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Images => "images/generations",
+        }
+    }
+
+    /// The capability a model must not lack to be called here.
+    pub fn capability(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Embeddings => "embedding",
+            Endpoint::Images => "image",
+        }
+    }
+}
+
+/// An upstream answer on its way to the client.
+pub struct Relay {
+    pub status: u16,
+    pub content_type: String,
+    /// The length, when the upstream said it and the body is not rewritten.
+    pub content_length: Option<u64>,
+    /// Whether the body is an event stream (a failure mid-way is then told
+    /// with an error frame).
+    pub sse: bool,
+    pub body: BoxStream<'static, Result<Bytes, Error>>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    fn timeout_for(&self, endpoint: Endpoint) -> Duration {
+        let t = self.timeouts();
+        match endpoint {
+            Endpoint::Chat => t.chat,
+            Endpoint::Embeddings => t.embeddings,
+            Endpoint::Images => t.images,
+        }
+    }
+
+    /// Pass-through of `body` (its `model` replaced by the bare `model`):
+    /// streamed when it says `"stream": true`, relayed as it arrives either
+    /// way. An upstream error status is [`Error::Upstream`], before any byte.
+    pub async fn relay(
+        &self,
+        inf: &Inferencer,
+        endpoint: Endpoint,
+        model: &str,
+        mut body: Map<String, Value>,
+    ) -> Result<Relay, Error> {
+        let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+        if endpoint == Endpoint::Chat && inf.speaks_ollama() && ollama::wants_native(&body) {
+            return self.native(inf, model, &body, stream).await;
+        }
+        if endpoint == Endpoint::Chat && !stream {
+            body.insert("stream".into(), Value::Bool(false));
+        }
+        body.insert("model".into(), Value::String(model.to_string()));
+        let timeout = self.timeout_for(endpoint);
+        let resp = openai::post(
+            self.client(),
+            inf,
+            endpoint.path(),
+            None,
+            bytes_of(&Value::Object(body)),
+            timeout,
+            stream,
+        )
+        .await?;
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            })
+            .to_string();
+        Ok(Relay {
+            status: resp.status().as_u16(),
+            sse: content_type.starts_with("text/event-stream"),
+            content_type,
+            content_length: if stream { None } else { resp.content_length() },
+            body: openai::relay(inf, resp, timeout).boxed(),
+        })
+    }
+
+    /// Ollama's native `/api/chat`, answered in OpenAI's shapes.
+    async fn native(
+        &self,
+        inf: &Inferencer,
+        model: &str,
+        body: &Map<String, Value>,
+        stream: bool,
+    ) -> Result<Relay, Error> {
+        let url = format!("{}/api/chat", ollama::native_root(&inf.spec.base_url));
+        let request = Value::Object(ollama::to_native_request(body, model, stream));
+        let timeout = self.timeouts().native;
+        let resp = openai::post(
+            self.client(),
+            inf,
+            "",
+            Some(url.clone()),
+            bytes_of(&request),
+            timeout,
+            stream,
+        )
+        .await
+        .map_err(|e| match e {
+            // Ollama's `{"error": "…"}` made OpenAI-shaped.
+            Error::Upstream {
+                inferencer,
+                status,
+                body,
+                ..
+            } => Error::Upstream {
+                inferencer,
+                status,
+                content_type: Some("application/json".into()),
+                body: Bytes::from(ollama::error_body(&body)),
+            },
+            other => other,
+        })?;
+        let head = ChunkHead::new(model);
+        if !stream {
+            let raw = openai::read_body(inf, &url, resp, timeout).await?;
+            let native: Value = serde_json::from_slice(&raw).map_err(|e| Error::BadResponse {
+                inferencer: inf.name().to_string(),
+                detail: format!("{url} did not answer JSON: {e}"),
+            })?;
+            let out = ollama::from_native_response(&native, model, &head.id, head.created);
+            let bytes = Bytes::from(bytes_of(&out));
+            return Ok(Relay {
+                status: 200,
+                content_type: "application/json".into(),
+                content_length: Some(bytes.len() as u64),
+                sse: false,
+                body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
+            });
+        }
+        let translator = ollama::SseTranslator::new(head);
+        let relay = Box::pin(openai::relay(inf, resp, timeout));
+        let frames = futures_util::stream::unfold(Some((relay, translator)), |state| async move {
+            let (mut relay, mut t) = state?;
+            loop {
+                let out = match relay.next().await {
+                    Some(Ok(chunk)) => {
+                        let out = t.push(&chunk);
+                        if out.is_empty() {
+                            continue;
+                        }
+                        return Some((Ok(Bytes::from(out)), Some((relay, t))));
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "native stream failed");
+                        let mut out =
+                            wire::sse_raw(&wire::error_body(&e.to_string(), "upstream_error"));
+                        out.extend(t.finish());
+                        out
+                    }
+                    None => t.finish(),
+                };
+                return Some((Ok(Bytes::from(out)), None));
+            }
+        });
+        Ok(Relay {
+            status: 200,
+            content_type: "text/event-stream".into(),
+            content_length: None,
+            sse: true,
+            body: frames.boxed(),
+        })
+    }
+
+    /// One non-streamed chat turn (`body` complete, `model` bare): the
+    /// `chat.completion` the upstream answered, read whole (bounded by
+    /// `openai::RESPONSE_LIMIT`).
+    pub async fn complete(&self, inf: &Inferencer, body: &Value) -> Result<Value, Error> {
+        let timeout = self.timeouts().chat;
+        let path = Endpoint::Chat.path();
+        let url = inf.url(path);
+        let resp = openai::post(
+            self.client(),
+            inf,
+            path,
+            None,
+            bytes_of(body),
+            timeout,
+            false,
+        )
+        .await?;
+        let bytes = openai::read_body(inf, &url, resp, timeout).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadResponse {
+            inferencer: inf.name().to_string(),
+            detail: format!("{url} did not answer JSON: {e}"),
+        })
+    }
+
+    /// One streamed chat turn as typed events. A chunk that carries an
+    /// `error` ends the stream with [`Error::StreamFailed`].
+    pub async fn stream(
+        &self,
+        inf: &Inferencer,
+        body: &Value,
+    ) -> Result<impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static, Error> {
+        let timeout = self.timeouts().chat;
+        let path = Endpoint::Chat.path();
+        let resp = openai::post(
+            self.client(),
+            inf,
+            path,
+            None,
+            bytes_of(body),
+            timeout,
+            true,
+        )
+        .await?;
+        let name = inf.name().to_string();
+        let bytes = Box::pin(openai::relay(inf, resp, timeout));
+        Ok(futures_util::stream::unfold(
+            Some((
+                bytes,
+                DataLines::default(),
+                std::collections::VecDeque::new(),
+            )),
+            move |state| {
+                let name = name.clone();
+                async move {
+                    let (mut bytes, mut lines, mut ready) = state?;
+                    loop {
+                        if let Some(item) = ready.pop_front() {
+                            return Some((item, Some((bytes, lines, ready))));
+                        }
+                        let payloads = match bytes.next().await {
+                            Some(Ok(chunk)) => lines.push(&chunk),
+                            Some(Err(e)) => return Some((Err(e), None)),
+                            None => match lines.finish() {
+                                Some(last) => vec![last],
+                                None => return None,
+                            },
+                        };
+                        for data in payloads {
+                            let data = data.trim();
+                            if data == "[DONE]" || data.is_empty() {
+                                continue;
+                            }
+                            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                                continue;
+                            };
+                            if v.get("error").is_some() {
+                                ready.push_back(Err(Error::StreamFailed {
+                                    inferencer: name.clone(),
+                                    body: Bytes::from(data.to_string()),
+                                }));
+                                break;
+                            }
+                            ready.extend(sse::events(&v).into_iter().map(Ok));
+                        }
+                    }
+                }
+            },
+        ))
+    }
+}
+
+fn bytes_of(v: &Value) -> Vec<u8> {
+    // Serializing a Value cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
