@@ -183,31 +183,7 @@ impl Registry {
                 body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
             });
         }
-        let translator = ollama::SseTranslator::new(head);
-        let relay = Box::pin(openai::relay(inf, resp, timeout));
-        let frames = futures_util::stream::unfold(Some((relay, translator)), |state| async move {
-            let (mut relay, mut t) = state?;
-            loop {
-                let out = match relay.next().await {
-                    Some(Ok(chunk)) => {
-                        let out = t.push(&chunk);
-                        if out.is_empty() {
-                            continue;
-                        }
-                        return Some((Ok(Bytes::from(out)), Some((relay, t))));
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "native stream failed");
-                        let mut out =
-                            wire::sse_raw(&wire::error_body(&e.to_string(), "upstream_error"));
-                        out.extend(t.finish());
-                        out
-                    }
-                    None => t.finish(),
-                };
-                return Some((Ok(Bytes::from(out)), None));
-            }
-        });
+        let frames = translated(openai::relay(inf, resp, timeout), ollama::SseTranslator::new(head));
         Ok(Relay {
             status: 200,
             content_type: "text/event-stream".into(),
@@ -306,6 +282,37 @@ impl Registry {
             },
         ))
     }
+}
+
+/// Ollama's NDJSON stream as OpenAI SSE, as it arrives. A failure mid-way
+/// is told with an error frame, and the stream still ends properly.
+fn translated(
+    ndjson: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
+    translator: ollama::SseTranslator,
+) -> impl Stream<Item = Result<Bytes, Error>> + Send + 'static {
+    let ndjson = Box::pin(ndjson);
+    futures_util::stream::unfold(Some((ndjson, translator)), |state| async move {
+        let (mut ndjson, mut t) = state?;
+        loop {
+            let out = match ndjson.next().await {
+                Some(Ok(chunk)) => {
+                    let out = t.push(&chunk);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(Bytes::from(out)), Some((ndjson, t))));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "native stream failed");
+                    let mut out = wire::sse_raw(&wire::error_body(&e.to_string(), "upstream_error"));
+                    out.extend(t.finish());
+                    out
+                }
+                None => t.finish(),
+            };
+            return Some((Ok(Bytes::from(out)), None));
+        }
+    })
 }
 
 fn bytes_of(v: &Value) -> Vec<u8> {

@@ -249,59 +249,22 @@ async fn drive(
         // dispatch the rest concurrently.
         let mut pending = Vec::with_capacity(calls.len());
         for call in &calls {
-            let name = call
-                .pointer("/function/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let arguments = match call.pointer("/function/arguments") {
-                Some(Value::String(s)) => {
-                    serde_json::from_str::<Value>(s).unwrap_or_else(|_| json!({}))
-                }
-                Some(v @ Value::Object(_)) => v.clone(),
-                _ => json!({}),
+            let (id, name, arguments) = parse_call(call, turn);
+            let shown = Event::ToolCall {
+                turn,
+                name: name.clone(),
+                arguments: arguments.clone(),
             };
-            let id = call
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map_or_else(|| format!("call_{turn}_{name}"), str::to_string);
-            if !emit(
-                tx,
-                Event::ToolCall {
-                    turn,
-                    name: name.clone(),
-                    arguments: arguments.clone(),
-                },
-            )
-            .await
-            {
+            if !emit(tx, shown).await {
                 return Ok(());
             }
             pending.push((id, name, arguments));
         }
-        let allowed = &allowed;
-        let p_ref = &p;
-        let results = futures_util::future::join_all(pending.iter().map(|(_, name, arguments)| async move {
-            if !allowed.contains(name) {
-                tracing::warn!(tool = %name, "refused a tool call outside the recipe's allow-list");
-                return (
-                    format!(
-                        "ERROR: tool '{name}' is not permitted by this recipe (allowed: {})",
-                        serde_json::to_string(&p_ref.allowed).unwrap_or_default()
-                    ),
-                    false,
-                );
-            }
-            let args = match arguments {
-                Value::Object(m) => Some(m.clone()),
-                _ => None,
-            };
-            match tools.call(name, args).await {
-                Ok(r) => (tools::render(&r), r.is_error != Some(true)),
-                Err(e) => (format!("ERROR: {e}"), false),
-            }
-        }))
+        let results = futures_util::future::join_all(
+            pending
+                .iter()
+                .map(|(_, name, arguments)| dispatch(&p.allowed, &allowed, tools, name, arguments)),
+        )
         .await;
         for ((id, name, _), (text, ok)) in pending.into_iter().zip(results) {
             if !emit(tx, Event::ToolResult { turn, name, ok }).await {
@@ -312,6 +275,57 @@ async fn drive(
         }
     }
     Err(Error::MaxTurns(p.max_turns))
+}
+
+/// A tool call as the model sent it: its id (one is made up if missing),
+/// wire name, and arguments (an object; unparseable arguments are `{}`).
+fn parse_call(call: &Value, turn: u32) -> (String, String, Value) {
+    let name = call
+        .pointer("/function/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let arguments = match call.pointer("/function/arguments") {
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s).unwrap_or_else(|_| json!({})),
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => json!({}),
+    };
+    let id = call
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map_or_else(|| format!("call_{turn}_{name}"), str::to_string);
+    (id, name, arguments)
+}
+
+/// Runs one tool call if the allow-list offers it: the text the model gets
+/// back, and whether the call succeeded. Anything else is refused here and
+/// never reaches a server.
+async fn dispatch(
+    listed: &[String],
+    allowed: &HashSet<String>,
+    tools: &ToolRegistry,
+    name: &str,
+    arguments: &Value,
+) -> (String, bool) {
+    if !allowed.contains(name) {
+        tracing::warn!(tool = %name, "refused a tool call outside the recipe's allow-list");
+        return (
+            format!(
+                "ERROR: tool '{name}' is not permitted by this recipe (allowed: {})",
+                serde_json::to_string(listed).unwrap_or_default()
+            ),
+            false,
+        );
+    }
+    let args = match arguments {
+        Value::Object(m) => Some(m.clone()),
+        _ => None,
+    };
+    match tools.call(name, args).await {
+        Ok(r) => (tools::render(&r), r.is_error != Some(true)),
+        Err(e) => (format!("ERROR: {e}"), false),
+    }
 }
 
 fn request_body(p: &Prepared) -> Value {

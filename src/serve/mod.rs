@@ -118,6 +118,41 @@ pub fn routers(state: &AppState) -> (axum::Router, axum::Router) {
     (tcp, http::router(state.clone(), mcp()))
 }
 
+/// Serves the two listeners until the app's shutdown token is cancelled;
+/// returns their tasks and the socket's guard.
+fn spawn_servers(
+    state: &AppState,
+    tcp: TcpListener,
+    unix: Option<(tokio::net::UnixListener, socket::SocketGuard)>,
+) -> (JoinSet<std::io::Result<()>>, Option<socket::SocketGuard>) {
+    let (tcp_app, unix_app) = routers(state);
+    let shutdown = &state.shutdown;
+    let mut servers = JoinSet::new();
+    servers.spawn(
+        axum::serve(
+            // Without TCP_NODELAY a response written in pieces (SSE, MCP's
+            // Streamable HTTP) waits out the peer's delayed ACK: ~40 ms.
+            tcp.tap_io(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+            }),
+            tcp_app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future(),
+    );
+    let guard = unix.map(|(listener, guard)| {
+        servers.spawn(
+            axum::serve(listener, unix_app.into_make_service())
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        guard
+    });
+    (servers, guard)
+}
+
 /// Removes the address file if it still holds our address.
 fn remove_addr_file(path: &Path, addr: SocketAddr) {
     if std::fs::read_to_string(path).is_ok_and(|s| s.trim() == addr.to_string()) {
@@ -196,34 +231,7 @@ pub async fn run(
     // Downstreams connect in the background; requests are served meanwhile.
     let state = AppState::build(Arc::clone(&config), env, options).map_err(Error::App)?;
     let shutdown = state.shutdown.clone();
-    let (tcp_app, unix_app) = routers(&state);
-    let mut servers = JoinSet::new();
-    servers.spawn(
-        axum::serve(
-            // Without TCP_NODELAY a response written in pieces (SSE, MCP's
-            // Streamable HTTP) waits out the peer's delayed ACK: ~40 ms.
-            tcp.tap_io(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!("cannot set TCP_NODELAY: {e}");
-                }
-            }),
-            tcp_app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future(),
-    );
-    let guard = match unix {
-        Some((listener, guard)) => {
-            servers.spawn(
-                axum::serve(listener, unix_app.into_make_service())
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .into_future(),
-            );
-            Some(guard)
-        }
-        None => None,
-    };
-
+    let (mut servers, guard) = spawn_servers(&state, tcp, unix);
     print_banner(
         addr,
         guard.as_ref().map(socket::SocketGuard::path),

@@ -201,6 +201,53 @@ impl<'a> Namer<'a> {
     }
 }
 
+/// One kind of item in the aggregated namespace.
+struct Kind<'r> {
+    /// How collisions name it ("tool", "resource template", …).
+    what: &'static str,
+    /// Names woollama's own surface takes.
+    reserved: &'r [String],
+    /// The prefixed (always unique) name of an item of a server.
+    prefixed: fn(&str, &str) -> String,
+}
+
+/// Exposes one kind of item of every server (`parts` sorted by server name;
+/// items in name order): a prefixed name, or an unprefixed server's own name
+/// when it is free. The prefixed names are everybody's fallback, so they are
+/// taken first; then own names go first come, first served.
+fn expose<T, E>(
+    parts: &[Part],
+    kind: Kind<'_>,
+    items: impl Fn(&Catalog) -> &Vec<T>,
+    own: impl Fn(&T) -> &str,
+    collisions: &mut Vec<String>,
+    entry: impl Fn(&str, String, &T) -> E,
+) -> Vec<E> {
+    let all_prefixed = parts.iter().flat_map(|p| {
+        items(&p.catalog)
+            .iter()
+            .map(|x| (kind.prefixed)(&p.status.name, own(x)))
+            .collect::<Vec<_>>()
+    });
+    let mut namer = Namer::new(kind.what, kind.reserved, all_prefixed, collisions);
+    let mut out = Vec::new();
+    for p in parts {
+        let server = p.status.name.as_str();
+        let mut list: Vec<&T> = items(&p.catalog).iter().collect();
+        list.sort_by(|a, b| own(a).cmp(own(b)));
+        for item in list {
+            let prefixed = (kind.prefixed)(server, own(item));
+            let name = if p.status.unprefixed {
+                namer.name(server, own(item), prefixed)
+            } else {
+                prefixed
+            };
+            out.push(entry(server, name, item));
+        }
+    }
+    out
+}
+
 impl Snapshot {
     pub(super) fn build(
         version: u64,
@@ -211,119 +258,71 @@ impl Snapshot {
         parts.sort_by(|a, b| a.status.name.cmp(&b.status.name));
         let mut collisions = Vec::new();
 
-        // Tools: the prefixed names are everybody's fallback, so they are
-        // taken first.
-        let mut tools = Vec::new();
-        {
-            let all_prefixed = parts.iter().flat_map(|p| {
-                p.catalog
-                    .tools
-                    .iter()
-                    .map(|t| wire_name(&p.status.name, &t.name))
-            });
-            let mut namer = Namer::new("tool", &reserved.tools, all_prefixed, &mut collisions);
-            for p in &parts {
-                let mut list: Vec<&Tool> = p.catalog.tools.iter().collect();
-                list.sort_by(|a, b| a.name.cmp(&b.name));
-                for tool in list {
-                    let prefixed = wire_name(&p.status.name, &tool.name);
-                    let wire = if p.status.unprefixed {
-                        namer.name(&p.status.name, &tool.name, prefixed)
-                    } else {
-                        prefixed
-                    };
-                    let capped =
-                        max_nesting > 0 && names::nesting(&tool.name) + 1 > max_nesting as usize;
-                    tools.push(ToolEntry {
-                        server: p.status.name.clone(),
-                        wire,
-                        tool: tool.clone(),
-                        capped,
-                    });
-                }
-            }
-        }
-
-        let mut prompts = Vec::new();
-        {
-            let all_prefixed = parts.iter().flat_map(|p| {
-                p.catalog
-                    .prompts
-                    .iter()
-                    .map(|x| wire_name(&p.status.name, &x.name))
-            });
-            let mut namer = Namer::new("prompt", &reserved.prompts, all_prefixed, &mut collisions);
-            for p in &parts {
-                let mut list: Vec<&Prompt> = p.catalog.prompts.iter().collect();
-                list.sort_by(|a, b| a.name.cmp(&b.name));
-                for prompt in list {
-                    let prefixed = wire_name(&p.status.name, &prompt.name);
-                    let wire = if p.status.unprefixed {
-                        namer.name(&p.status.name, &prompt.name, prefixed)
-                    } else {
-                        prefixed
-                    };
-                    prompts.push(PromptEntry {
-                        server: p.status.name.clone(),
-                        wire,
-                        prompt: prompt.clone(),
-                    });
-                }
-            }
-        }
-
-        let mut resources = Vec::new();
-        let mut templates = Vec::new();
-        {
-            let all_prefixed = parts.iter().flat_map(|p| {
-                p.catalog
-                    .resources
-                    .iter()
-                    .map(|r| prefixed_uri(&p.status.name, &r.uri))
-            });
-            let mut namer = Namer::new("resource", &[], all_prefixed, &mut collisions);
-            for p in &parts {
-                let mut list: Vec<&Resource> = p.catalog.resources.iter().collect();
-                list.sort_by(|a, b| a.uri.cmp(&b.uri));
-                for resource in list {
-                    let prefixed = prefixed_uri(&p.status.name, &resource.uri);
-                    let uri = if p.status.unprefixed {
-                        namer.name(&p.status.name, &resource.uri, prefixed)
-                    } else {
-                        prefixed
-                    };
-                    resources.push(ResourceEntry {
-                        server: p.status.name.clone(),
-                        uri,
-                        resource: resource.clone(),
-                    });
-                }
-            }
-            let all_prefixed = parts.iter().flat_map(|p| {
-                p.catalog
-                    .templates
-                    .iter()
-                    .map(|t| prefixed_uri(&p.status.name, &t.uri_template))
-            });
-            let mut namer = Namer::new("resource template", &[], all_prefixed, &mut collisions);
-            for p in &parts {
-                let mut list: Vec<&ResourceTemplate> = p.catalog.templates.iter().collect();
-                list.sort_by(|a, b| a.uri_template.cmp(&b.uri_template));
-                for template in list {
-                    let prefixed = prefixed_uri(&p.status.name, &template.uri_template);
-                    let uri_template = if p.status.unprefixed {
-                        namer.name(&p.status.name, &template.uri_template, prefixed)
-                    } else {
-                        prefixed
-                    };
-                    templates.push(TemplateEntry {
-                        server: p.status.name.clone(),
-                        uri_template,
-                        template: template.clone(),
-                    });
-                }
-            }
-        }
+        let tools = expose(
+            &parts,
+            Kind {
+                what: "tool",
+                reserved: &reserved.tools,
+                prefixed: wire_name,
+            },
+            |c| &c.tools,
+            |t| &t.name,
+            &mut collisions,
+            |server, wire, tool| ToolEntry {
+                server: server.to_string(),
+                wire,
+                tool: tool.clone(),
+                capped: max_nesting > 0 && names::nesting(&tool.name) + 1 > max_nesting as usize,
+            },
+        );
+        let prompts = expose(
+            &parts,
+            Kind {
+                what: "prompt",
+                reserved: &reserved.prompts,
+                prefixed: wire_name,
+            },
+            |c| &c.prompts,
+            |p| &p.name,
+            &mut collisions,
+            |server, wire, prompt| PromptEntry {
+                server: server.to_string(),
+                wire,
+                prompt: prompt.clone(),
+            },
+        );
+        let resources = expose(
+            &parts,
+            Kind {
+                what: "resource",
+                reserved: &[],
+                prefixed: prefixed_uri,
+            },
+            |c| &c.resources,
+            |r| &r.uri,
+            &mut collisions,
+            |server, uri, resource| ResourceEntry {
+                server: server.to_string(),
+                uri,
+                resource: resource.clone(),
+            },
+        );
+        let templates = expose(
+            &parts,
+            Kind {
+                what: "resource template",
+                reserved: &[],
+                prefixed: prefixed_uri,
+            },
+            |c| &c.templates,
+            |t| &t.uri_template,
+            &mut collisions,
+            |server, uri_template, template| TemplateEntry {
+                server: server.to_string(),
+                uri_template,
+                template: template.clone(),
+            },
+        );
 
         let servers = parts
             .into_iter()

@@ -28,6 +28,7 @@
 )]
 
 mod catalog;
+mod connect;
 mod downstream;
 mod forward;
 pub mod guard;
@@ -230,7 +231,7 @@ impl ToolRegistry {
             tasks: TaskTracker::new(),
         });
         inner.publish();
-        let child_env = downstream::base_env(env);
+        let child_env = connect::base_env(env);
         for ds in &inner.downstreams {
             let task = downstream::supervise(
                 Arc::clone(&inner),

@@ -1,0 +1,402 @@
+//! Connecting one downstream: the child process (allow-listed environment,
+//! its own process group, started through the child guard, stderr drained
+//! into the log) or the Streamable HTTP transport; the MCP handshake with
+//! woollama's client handler; the first listing of what it offers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequestParams, ElicitResult, Implementation, JsonRpcMessage, ListRootsResult,
+    ResourceUpdatedNotificationParam, ServerCapabilities, ServerNotification,
+};
+use rmcp::service::{
+    NotificationContext, RequestContext, RunningService, RxJsonRpcMessage, TxJsonRpcMessage,
+};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{
+    StreamableHttpClientTransport, TokioChildProcess, Transport as McpTransport,
+};
+use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceError, ServiceExt};
+use tokio::sync::{Notify, broadcast};
+
+use super::catalog::Catalog;
+use super::downstream::Downstream;
+use super::forward::{self, InFlight};
+use super::{Event, McpSettings, guard};
+use crate::config::{Env, Transport};
+
+/// What a child may inherit from woollama's environment (DESIGN.md): never
+/// provider keys or anything else not on this list.
+const INHERITED: &[&str] = &[
+    "HOME",
+    "PATH",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "LANG",
+    "LANGUAGE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+];
+
+/// The `PATH` a child is started with: its own `env`'s, else the inherited one.
+fn path_of<'a>(
+    env: &'a BTreeMap<String, String>,
+    extra: &'a BTreeMap<String, crate::config::Secret>,
+) -> Option<&'a str> {
+    extra
+        .get("PATH")
+        .map(|v| v.expose())
+        .or_else(|| env.get("PATH").map(String::as_str))
+}
+
+/// Logs one line a server wrote to stderr (see [`super::stderr`]).
+fn relay_line(server: &str, level: super::stderr::Level, line: &str) {
+    use super::stderr::Level;
+    match level {
+        Level::Debug => tracing::debug!(target: "woollama::downstream", server, "{line}"),
+        Level::Info => tracing::info!(target: "woollama::downstream", server, "{line}"),
+        Level::Warn => tracing::warn!(target: "woollama::downstream", server, "{line}"),
+        Level::Error => tracing::error!(target: "woollama::downstream", server, "{line}"),
+    }
+}
+
+/// The allow-listed base environment for children.
+pub(super) fn base_env(env: &Env) -> Arc<BTreeMap<String, String>> {
+    Arc::new(
+        env.iter()
+            .filter(|(k, _)| INHERITED.contains(k) || k.starts_with("LC_"))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// The client side of one downstream session: learns of list changes, and
+/// sends resource updates and server→client requests on to woollama's own
+/// clients (progress and log messages are taken earlier, by [`InOrder`]).
+#[derive(Clone)]
+pub(super) struct DownstreamClient {
+    server: String,
+    refresh: Arc<Notify>,
+    inflight: Arc<InFlight>,
+    events: broadcast::Sender<Event>,
+}
+
+impl ClientHandler for DownstreamClient {
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.refresh.notify_one();
+    }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.refresh.notify_one();
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.refresh.notify_one();
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.events.send(Event::ResourceUpdated {
+            server: self.server.clone(),
+            uri: params.uri,
+        });
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        forward::sampling(&self.inflight, &self.server, params, ctx).await
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        forward::elicitation(&self.inflight, &self.server, params, ctx).await
+    }
+
+    async fn list_roots(
+        &self,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        forward::roots(&self.inflight, &self.server, ctx).await
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        // Everything a client may offer is declared, so servers use it; a
+        // request the calling client cannot take is refused per call.
+        let capabilities: ClientCapabilities = serde_json::from_value(serde_json::json!({
+            "sampling": {},
+            "elicitation": {"form": {}, "url": {}},
+            "roots": {}
+        }))
+        .unwrap_or_default();
+        ClientConfig::new(
+            capabilities,
+            Implementation::new("woollama", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+/// A downstream transport that forwards progress and log messages as they
+/// are read, before rmcp sees them.
+///
+/// rmcp hands each notification to the handler in a task of its own, but a
+/// response straight to the waiting call: through the handler, progress could
+/// reach the caller out of order, or after the call's result (and be lost).
+/// Reading them here, in wire order and before the response that follows them
+/// is read, keeps the caller's progress increasing and complete.
+struct InOrder<T> {
+    inner: T,
+    server: String,
+    inflight: Arc<InFlight>,
+    events: broadcast::Sender<Event>,
+}
+
+impl<T> InOrder<T> {
+    fn new(inner: T, ds: &Downstream, events: &broadcast::Sender<Event>) -> Self {
+        Self {
+            inner,
+            server: ds.spec.name.clone(),
+            inflight: Arc::clone(&ds.inflight),
+            events: events.clone(),
+        }
+    }
+}
+
+impl<T: McpTransport<RoleClient>> McpTransport<RoleClient> for InOrder<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await?;
+        if let JsonRpcMessage::Notification(n) = &message {
+            match &n.notification {
+                ServerNotification::ProgressNotification(p) => {
+                    forward::progress(&self.inflight, p.params.clone()).await;
+                }
+                ServerNotification::LoggingMessageNotification(l) => {
+                    let params = l.params.clone();
+                    if !forward::log(&self.inflight, &self.server, params.clone()).await {
+                        let _ = self.events.send(Event::Log {
+                            server: self.server.clone(),
+                            params,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(message)
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
+pub(super) type Session = RunningService<RoleClient, DownstreamClient>;
+
+/// A live connection, and the process group of a stdio server.
+pub(super) struct Connected {
+    pub session: Session,
+    pub catalog: Catalog,
+    pub group: Option<u32>,
+}
+
+/// Everything the server offers, per its capabilities. Tools are required;
+/// a prompt or resource listing that fails is logged and left empty.
+pub(super) async fn load_catalog(server: &str, peer: &Peer<RoleClient>) -> Result<Catalog, String> {
+    let capabilities = peer.peer_info().map(|i| i.capabilities.clone());
+    let offers = |f: fn(&ServerCapabilities) -> bool| capabilities.as_ref().is_none_or(f);
+    let mut catalog = Catalog::default();
+    if offers(|c| c.tools.is_some()) {
+        catalog.tools = peer
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+    }
+    let optional = |what: &str, e: ServiceError| {
+        tracing::warn!(server, error = %e, "{what} failed; the server's {what} are left out");
+    };
+    if capabilities.as_ref().is_some_and(|c| c.prompts.is_some()) {
+        match peer.list_all_prompts().await {
+            Ok(p) => catalog.prompts = p,
+            Err(e) => optional("prompts/list", e),
+        }
+    }
+    if capabilities.as_ref().is_some_and(|c| c.resources.is_some()) {
+        match peer.list_all_resources().await {
+            Ok(r) => catalog.resources = r,
+            Err(e) => optional("resources/list", e),
+        }
+        match peer.list_all_resource_templates().await {
+            Ok(t) => catalog.templates = t,
+            Err(e) => optional("resources/templates/list", e),
+        }
+    }
+    catalog.capabilities = capabilities;
+    Ok(catalog)
+}
+
+/// Stops whatever is left of a stdio server's process group once its session
+/// is over. The server itself has usually exited when stdin closed, but a
+/// child it started (an `npx` tree, a helper) may ignore that: SIGTERM the
+/// group, give it two seconds, then SIGKILL.
+pub(super) async fn stop_group(server: &str, pgid: u32) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    let group = Pid::from_raw(raw);
+    if killpg(group, Signal::SIGTERM).is_err() {
+        return; // nobody left
+    }
+    for _ in 0..100 {
+        if !guard::group_runs(raw, 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!(server, pgid, "processes ignored SIGTERM; killing the group");
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// Starts a stdio server (through the child guard when there is one) in a
+/// process group of its own, its stderr drained into the log.
+fn spawn(
+    server: &str,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    extra: &BTreeMap<String, crate::config::Secret>,
+    settings: &McpSettings,
+) -> Result<TokioChildProcess, String> {
+    let program = guard::resolve(command, path_of(env, extra))?;
+    let setup = |c: &mut tokio::process::Command| {
+        c.env_clear()
+            .envs(env.iter())
+            .envs(extra.iter().map(|(k, v)| (k.as_str(), v.expose())));
+    };
+    let mut cmd = match &settings.guard {
+        Some(exe) => CommandWrap::with_new(exe, |c| {
+            c.args(guard::argv(&program, args));
+            setup(c);
+        }),
+        None => CommandWrap::with_new(&program, |c| {
+            c.args(args);
+            setup(c);
+        }),
+    };
+    cmd.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
+    let (transport, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+    if let Some(stderr) = stderr {
+        let server = server.to_string();
+        tokio::spawn(async move {
+            super::stderr::drain(stderr, |level, line| relay_line(&server, level, line)).await;
+        });
+    }
+    Ok(transport)
+}
+
+/// Connects `ds` once: transport, handshake, and the first listing.
+pub(super) async fn connect(
+    ds: &Downstream,
+    env: &BTreeMap<String, String>,
+    http: &reqwest::Client,
+    events: &broadcast::Sender<Event>,
+    settings: &McpSettings,
+) -> Result<Connected, String> {
+    let handler = DownstreamClient {
+        server: ds.spec.name.clone(),
+        refresh: Arc::clone(&ds.refresh),
+        inflight: Arc::clone(&ds.inflight),
+        events: events.clone(),
+    };
+    let name = ds.spec.name.clone();
+    let mut group = None;
+    let session = match &ds.spec.transport {
+        Transport::Stdio {
+            command,
+            args,
+            env: extra,
+        } => {
+            let transport = spawn(&name, command, args, env, extra, settings)?;
+            // The child leads its own group: its pid is the group id.
+            group = transport.id();
+            handler
+                .serve(InOrder::new(transport, ds, events))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "MCP handshake failed: {e} (the server exited or wrote something other than MCP on stdout; its stderr is in this log under server={name})"
+                    )
+                })?
+        }
+        Transport::Http { url, headers } => {
+            let mut map = HashMap::new();
+            for (n, v) in headers {
+                let mut value = reqwest::header::HeaderValue::from_str(v.expose())
+                    .map_err(|_| format!("header {n} has an invalid value"))?;
+                value.set_sensitive(true);
+                map.insert(n.clone(), value);
+            }
+            let config =
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(map);
+            let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+            handler
+                .serve(InOrder::new(transport, ds, events))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "MCP handshake failed: {e} (is an MCP server listening at {}? check the url in mcp.json)",
+                        crate::config::mcp::display_url(url)
+                    )
+                })?
+        }
+    };
+    let catalog = match load_catalog(&name, session.peer()).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = session.cancel().await;
+            if let Some(g) = group {
+                stop_group(&name, g).await;
+            }
+            return Err(e);
+        }
+    };
+    Ok(Connected {
+        session,
+        catalog,
+        group,
+    })
+}
