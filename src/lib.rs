@@ -8,26 +8,30 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: [`cli`] → [`config`] → ([`inference`], [`tools`]) →
-//! [`orchestrate`] → ([`http`], [`mcp_surface`]), with
-//! [`serve`] owning the listeners. [`routing`], [`config`] and [`orchestrate`]
-//! know nothing of axum or rmcp's server side.
+//! A module imports only from the layers below its own (the map, the flow
+//! and where a new route, backend or surface goes: `docs/architecture.md`):
 //!
-//! - [`cli`]: argument parsing and the commands (`serve`, `mcp`,
-//!   `check-config`, `example-server`).
-//! - [`config`]: the three config files, `${VAR}` expansion, validation.
-//! - [`routing`]: a `model` string → a route. Pure.
-//! - [`inference`]: the inferencer registry and the upstream calls.
-//! - [`http`]: the axum router, one file per route family, the error type.
-//! - [`serve`]: TCP and Unix-socket listeners, the banner, shutdown.
-//! - [`orchestrate`]: the recipe loop, as a stream of events.
-//! - [`mcp_surface`]: woollama as an MCP server (stdio and `/mcp`): recipes
-//!   as prompts, `chat`, and the aggregated downstream namespace.
-//! - [`tools`]: the MCP client side: downstream connections, health, the
-//!   aggregated namespace (`tools::catalog`: tools, prompts, resources under
-//!   exposed names) and what travels back up a proxied call
-//!   (`tools::forward`: progress, logs, sampling/elicitation/roots).
-//! - [`examples`]: the bundled demo MCP servers (`woollama example-server`).
+//! 1. [`cli`]: argument parsing and the commands (`serve`, `mcp`,
+//!    `check-config`, `example-server`, the hidden `child-guard`).
+//! 2. [`serve`]: TCP and Unix-socket listeners, the banner, signals and
+//!    shutdown; puts the two surfaces on the listeners.
+//! 3. [`http`]: the OpenAI HTTP surface, one file per route family, surface
+//!    auth, and the one mapping from errors to status + body.
+//!    [`mcp_surface`]: woollama as an MCP server (stdio and `/mcp`): recipes
+//!    as prompts, `chat`, and the aggregated downstream namespace. The two
+//!    surfaces never import each other.
+//! 4. [`app`]: the one assembly of the shared handles ([`app::AppState`]).
+//!    [`orchestrate`]: the recipe loop, as a stream of events.
+//! 5. [`inference`]: the inferencer registry and the backend seam (relay,
+//!    typed answer, typed event stream). [`tools`]: the MCP client side —
+//!    downstream connections, the child guard, health, the aggregated
+//!    namespace (`tools::catalog`) and what travels back up a proxied call
+//!    (`tools::forward`).
+//! 6. [`config`]: the three config files, `${VAR}` expansion, validation.
+//! 7. [`routing`]: a `model` string → a route, the only reader of one.
+//!    [`wire`]: the OpenAI shapes woollama composes, and SSE framing. Pure.
+//!
+//! [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
 pub mod app;
 pub mod cli;

@@ -25,6 +25,7 @@
 use std::fmt;
 
 use super::env::Env;
+use super::node::{Node, Open};
 
 /// What went wrong with one reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,9 @@ pub struct Expanded {
     pub had_reference: bool,
 }
 
-fn is_var_name(s: &str) -> bool {
+/// Whether `s` is a variable name: a letter or `_`, then letters, digits
+/// and `_`.
+pub(super) fn is_var_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
@@ -186,89 +189,68 @@ fn is_doc_key(parent: &KeyPath, key: &str) -> bool {
 
 /// Expands every string value of a JSON document in place.
 pub fn expand_json(value: &mut serde_json::Value, env: &Env) -> Vec<Located> {
-    let mut found = Vec::new();
-    walk_json(value, &KeyPath::root(), false, env, &mut found);
-    found
-}
-
-fn walk_json(
-    value: &mut serde_json::Value,
-    path: &KeyPath,
-    doc: bool,
-    env: &Env,
-    found: &mut Vec<Located>,
-) {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => expand_in_place(s, path, doc, env, found),
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                walk_json(item, &path.index(i), doc, env, found);
-            }
-        }
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                let doc = doc || is_doc_key(path, k);
-                walk_json(v, &path.key(k), doc, env, found);
-            }
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
+    let mut walk = Walk {
+        env,
+        found: Vec::new(),
+    };
+    walk.value(value, &KeyPath::root(), false);
+    walk.found
 }
 
 /// Expands every string value of a TOML document in place.
 pub fn expand_toml(table: &mut toml::Table, env: &Env) -> Vec<Located> {
-    let mut found = Vec::new();
-    walk_toml_table(table, &KeyPath::root(), false, env, &mut found);
-    found
+    let mut walk = Walk {
+        env,
+        found: Vec::new(),
+    };
+    walk.table::<toml::Value>(table, &KeyPath::root(), false);
+    walk.found
 }
 
-fn walk_toml_table(
-    table: &mut toml::Table,
-    path: &KeyPath,
-    doc: bool,
-    env: &Env,
-    found: &mut Vec<Located>,
-) {
-    for (k, v) in table.iter_mut() {
-        let doc = doc || is_doc_key(path, k);
-        walk_toml(v, &path.key(k), doc, env, found);
-    }
+/// One walk over a document of either format; `doc` is whether the value is
+/// under a documentation key.
+struct Walk<'e> {
+    env: &'e Env,
+    found: Vec<Located>,
 }
 
-fn walk_toml(
-    value: &mut toml::Value,
-    path: &KeyPath,
-    doc: bool,
-    env: &Env,
-    found: &mut Vec<Located>,
-) {
-    use toml::Value;
-    match value {
-        Value::String(s) => expand_in_place(s, path, doc, env, found),
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                walk_toml(item, &path.index(i), doc, env, found);
+impl Walk<'_> {
+    fn value<V: Node>(&mut self, value: &mut V, path: &KeyPath, doc: bool) {
+        match value.open() {
+            Open::Text(s) => self.text(s, path, doc),
+            Open::Items(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.value(item, &path.index(i), doc);
+                }
             }
+            Open::Table(table) => self.table::<V>(table, path, doc),
+            Open::Leaf => {}
         }
-        Value::Table(t) => walk_toml_table(t, path, doc, env, found),
-        Value::Integer(_) | Value::Float(_) | Value::Boolean(_) | Value::Datetime(_) => {}
     }
-}
 
-/// Expands one value; under a documentation key, problems are not reported.
-fn expand_in_place(s: &mut String, path: &KeyPath, doc: bool, env: &Env, found: &mut Vec<Located>) {
-    if !s.contains("${") {
-        return;
+    fn table<V: Node>(&mut self, table: &mut V::Map, path: &KeyPath, doc: bool) {
+        for (k, v) in V::entries_mut(table) {
+            let doc = doc || is_doc_key(path, k);
+            self.value(v, &path.key(k), doc);
+        }
     }
-    let expanded = expand(s, env);
-    if !doc {
-        found.extend(expanded.problems.into_iter().map(|problem| Located {
-            path: path.clone(),
-            problem,
-        }));
+
+    /// Expands one value; under a documentation key, problems are not
+    /// reported.
+    fn text(&mut self, s: &mut String, path: &KeyPath, doc: bool) {
+        if !s.contains("${") {
+            return;
+        }
+        let expanded = expand(s, self.env);
+        if !doc {
+            self.found
+                .extend(expanded.problems.into_iter().map(|problem| Located {
+                    path: path.clone(),
+                    problem,
+                }));
+        }
+        *s = expanded.value;
     }
-    *s = expanded.value;
 }
 
 #[cfg(test)]

@@ -9,15 +9,22 @@
 //! absent or empty; `api_key_env` only when absent (an explicit `""` means no
 //! auth); `extra_body` when absent or an empty table; `models` when absent or
 //! empty; `discover` when absent.
+//!
+//! This file owns the types, the built-ins and the top level of the file;
+//! one `[inferencers.<name>]` table is read and merged in `overlay`.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::diagnostics::{Diagnostics, toml_kind, toml_to_json};
+use super::diagnostics::Diagnostics;
 use super::env::Env;
 use super::expand::{KeyPath, expand_toml};
+use super::fields::TopLevel;
+use super::node::parse_toml;
+
+mod overlay;
 
 /// One OpenAI-compatible provider, validated and merged.
 #[derive(Debug, Clone)]
@@ -175,21 +182,14 @@ pub fn builtins(env: &Env) -> BTreeMap<String, InferencerSpec> {
     .collect()
 }
 
-const POOLING_KEYS: &[&str] = &[
-    "management_url",
-    "management_protocol",
-    "parallel",
-    "pool_max",
-    "queue_max",
-    "queue_timeout",
-    "virtual",
-];
-
-fn is_env_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(ch) if ch == '_' || ch.is_ascii_alphabetic())
-        && c.all(|ch| ch == '_' || ch.is_ascii_alphanumeric())
-}
+const TOP_LEVEL: TopLevel<'static> = TopLevel {
+    entries: "inferencers",
+    expected: "tables like [inferencers.<name>]",
+    doc_entries: true,
+    unsupported: &["management_protocols"],
+    unsupported_why: "model pooling is not supported by this version of woollama; ignored",
+    unknown: "unknown key, ignored (providers are [inferencers.<name>] tables)",
+};
 
 /// Parses `inferencers.toml` text (if any) and overlays it on the built-ins.
 pub fn load(
@@ -199,291 +199,40 @@ pub fn load(
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, InferencerSpec> {
     let mut registry = builtins(env);
-    if let Some(raw) = env.non_empty("WOOLLAMA_OLLAMA_URL") {
-        let usable = Url::parse(&registry["ollama"].base_url)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        if !usable {
-            diags.fatal(
-                "environment",
-                &KeyPath::root().key("WOOLLAMA_OLLAMA_URL"),
-                format!(
-                    "{raw:?} is not an http:// or https:// URL (for example http://localhost:11434)"
-                ),
-            );
-        }
-    }
+    check_ollama_url(&registry, env, diags);
     let Some(text) = text else { return registry };
-    let root = KeyPath::root();
-    let mut doc: toml::Table = match toml::from_str(text) {
-        Ok(t) => t,
-        Err(e) => {
-            diags.fatal(
-                file,
-                &root,
-                format!("not valid TOML: {}", e.to_string().trim_end()),
-            );
-            return registry;
-        }
+    let Some(mut doc) = parse_toml(text, file, diags) else {
+        return registry;
     };
-    refuse_referenced_key_names(&mut doc, file, diags);
+    overlay::refuse_referenced_key_names(&mut doc, file, diags);
     if diags.fatal_all(file, expand_toml(&mut doc, env)) {
         return registry;
     }
-    for (key, value) in &doc {
-        let path = root.key(key);
-        match key.as_str() {
-            "inferencers" => {
-                let toml::Value::Table(entries) = value else {
-                    diags.fatal(
-                        file,
-                        &path,
-                        format!(
-                            "expected tables like [inferencers.<name>], found {}",
-                            toml_kind(value)
-                        ),
-                    );
-                    continue;
-                };
-                for (name, entry) in entries {
-                    if name.starts_with('_') {
-                        continue;
-                    }
-                    overlay(&mut registry, name, entry, file, &path.key(name), diags);
-                }
-            }
-            "management_protocols" => diags.warn(
-                file,
-                &path,
-                "model pooling is not supported by this version of woollama; ignored",
-            ),
-            k if k.starts_with('_') => {}
-            _ => diags.warn(
-                file,
-                &path,
-                "unknown key, ignored (providers are [inferencers.<name>] tables)",
-            ),
-        }
-    }
+    TOP_LEVEL.walk::<toml::Value>(&doc, file, diags, |name, entry, path, diags| {
+        overlay::overlay(&mut registry, name, entry, file, path, diags);
+    });
     registry
 }
 
-/// `api_key_env = "${OPENAI_API_KEY}"` would expand to the key itself and
-/// then be used as a variable *name*: refuse it before expansion, without
-/// echoing anything, and drop it so the inferencer keeps its inherited name.
-fn refuse_referenced_key_names(doc: &mut toml::Table, file: &str, diags: &mut Diagnostics) {
-    let Some(toml::Value::Table(entries)) = doc.get_mut("inferencers") else {
-        return;
-    };
-    for (name, entry) in entries.iter_mut() {
-        let toml::Value::Table(t) = entry else {
-            continue;
-        };
-        if t.get("api_key_env")
-            .and_then(toml::Value::as_str)
-            .is_some_and(|v| v.contains("${"))
-        {
-            t.remove("api_key_env");
-            diags.error(
-                file,
-                &KeyPath::root().key("inferencers").key(name).key("api_key_env"),
-                "names the variable that holds the key, so write it bare (api_key_env = \"MY_KEY\"), not as a ${…} reference; the setting is ignored",
-            );
-        }
-    }
-}
-
-fn overlay(
-    registry: &mut BTreeMap<String, InferencerSpec>,
-    name: &str,
-    entry: &toml::Value,
-    file: &str,
-    path: &KeyPath,
+/// A set `WOOLLAMA_OLLAMA_URL` must give the built-in `ollama` a usable base.
+fn check_ollama_url(
+    registry: &BTreeMap<String, InferencerSpec>,
+    env: &Env,
     diags: &mut Diagnostics,
 ) {
-    let toml::Value::Table(t) = entry else {
+    let Some(raw) = env.non_empty("WOOLLAMA_OLLAMA_URL") else {
+        return;
+    };
+    let usable = Url::parse(&registry["ollama"].base_url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !usable {
         diags.fatal(
-            file,
-            path,
+            "environment",
+            &KeyPath::root().key("WOOLLAMA_OLLAMA_URL"),
             format!(
-                "expected a table of provider settings, found {}",
-                toml_kind(entry)
+                "{raw:?} is not an http:// or https:// URL (for example http://localhost:11434)"
             ),
         );
-        return;
-    };
-    if RESERVED.contains(&name) || name.contains('/') || name.is_empty() {
-        diags.error(
-            file,
-            path,
-            format!(
-                "'{name}' cannot name an inferencer (the names {} are the router's own, and a name cannot contain '/'); entry skipped",
-                RESERVED.join(", ")
-            ),
-        );
-        return;
-    }
-    let mut spec = match registry.get(name) {
-        Some(existing) => existing.clone(),
-        None => {
-            let base = t
-                .get("base_url")
-                .and_then(toml::Value::as_str)
-                .unwrap_or("");
-            if base.trim().is_empty() {
-                diags.fatal(
-                    file,
-                    path,
-                    format!(
-                        "inferencer '{name}' has no base_url and is not a known built-in to extend — add base_url in inferencers.toml (for example base_url = \"http://127.0.0.1:8000/v1\")"
-                    ),
-                );
-                return;
-            }
-            InferencerSpec {
-                name: name.to_string(),
-                base_url: String::new(),
-                api_key_env: None,
-                extra_body: Map::new(),
-                models: Vec::new(),
-                discover: false,
-                model_patterns: Vec::new(),
-                capabilities: BTreeMap::new(),
-                builtin: false,
-            }
-        }
-    };
-
-    let wrong = |diags: &mut Diagnostics, key: &str, expected: &str, found: &toml::Value| {
-        diags.error(
-            file,
-            &path.key(key),
-            format!(
-                "expected {expected}, found {}; the setting is ignored",
-                toml_kind(found)
-            ),
-        );
-    };
-    for (key, value) in t {
-        let kpath = path.key(key);
-        match (key.as_str(), value) {
-            ("base_url", toml::Value::String(s)) => {
-                let s = s.trim();
-                if s.is_empty() {
-                    continue;
-                }
-                match Url::parse(s) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                        let trimmed = s.trim_end_matches('/');
-                        if trimmed.ends_with("/chat/completions") {
-                            diags.fatal(
-                                file,
-                                &kpath,
-                                "base_url is the API base, without /chat/completions (for example http://127.0.0.1:8000/v1)",
-                            );
-                        }
-                        spec.base_url = trimmed.to_string();
-                    }
-                    _ => diags.fatal(
-                        file,
-                        &kpath,
-                        "not an http:// or https:// URL (for example base_url = \"http://127.0.0.1:8000/v1\")",
-                    ),
-                }
-            }
-            ("base_url", other) => diags.fatal(
-                file,
-                &kpath,
-                format!("expected a URL string, found {}", toml_kind(other)),
-            ),
-            ("api_key_env", toml::Value::String(s)) => {
-                if s.is_empty() {
-                    spec.api_key_env = None;
-                } else if is_env_name(s) {
-                    spec.api_key_env = Some(s.clone());
-                } else {
-                    // Never echo it: people paste the key itself here.
-                    diags.error(
-                        file,
-                        &kpath,
-                        "must be the *name* of an environment variable (like OPENAI_API_KEY), not the key itself; the setting is ignored",
-                    );
-                }
-            }
-            ("api_key_env", other) => wrong(diags, key, "a variable name", other),
-            ("extra_body", toml::Value::Table(b)) => {
-                if !b.is_empty() {
-                    spec.extra_body = b
-                        .iter()
-                        .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                        .collect();
-                }
-            }
-            ("extra_body", other) => wrong(diags, key, "a table", other),
-            ("models" | "model_patterns", toml::Value::Array(items)) => {
-                let mut list = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    match item.as_str() {
-                        Some(s) => list.push(s.to_string()),
-                        None => diags.error(
-                            file,
-                            &kpath.index(i),
-                            format!("expected a string, found {}; ignored", toml_kind(item)),
-                        ),
-                    }
-                }
-                if key == "models" {
-                    if !list.is_empty() {
-                        spec.models = list;
-                    }
-                } else {
-                    spec.model_patterns = list;
-                }
-            }
-            ("models" | "model_patterns", other) => wrong(diags, key, "an array of strings", other),
-            ("discover", toml::Value::Boolean(b)) => spec.discover = *b,
-            ("discover", other) => wrong(diags, key, "true or false", other),
-            ("capabilities", toml::Value::Table(caps)) => {
-                let mut out = BTreeMap::new();
-                for (cap, globs) in caps {
-                    let Some(list) = globs.as_array() else {
-                        diags.fatal(
-                            file,
-                            &kpath.key(cap),
-                            format!(
-                                "expected an array of model globs like [\"*embed*\"], found {}",
-                                toml_kind(globs)
-                            ),
-                        );
-                        continue;
-                    };
-                    out.insert(
-                        cap.clone(),
-                        list.iter()
-                            .filter_map(|g| g.as_str().map(str::to_string))
-                            .collect(),
-                    );
-                }
-                spec.capabilities = out;
-            }
-            ("capabilities", other) => diags.fatal(
-                file,
-                &kpath,
-                format!(
-                    "expected a table of capability → globs, found {}",
-                    toml_kind(other)
-                ),
-            ),
-            (k, _) if POOLING_KEYS.contains(&k) => diags.warn(
-                file,
-                &kpath,
-                "model pooling is not supported by this version of woollama; ignored",
-            ),
-            (k, _) if k.starts_with('_') => {}
-            _ => diags.warn(file, &kpath, "unknown inferencer key, ignored"),
-        }
-    }
-    if !spec.base_url.is_empty() {
-        registry.insert(name.to_string(), spec);
     }
 }
 

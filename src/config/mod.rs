@@ -7,14 +7,20 @@
 //! refuses to start on a fatal diagnostic; `check-config` prints them all.
 //!
 //! Files are parsed into generic JSON/TOML trees and validated by hand (the
-//! "raw" phase is the tree): that is what lets every message carry the exact
-//! key path, and lets one bad entry be skipped without losing its siblings.
+//! "raw" phase is the tree), with one typed reader (`fields`) over both
+//! formats (`node`). The walk is hand-written rather than derived with serde
+//! (`serde_path_to_error` over `Raw*` types) because serde cannot give our
+//! messages: each names the file, the exact key path and the fix; an unknown
+//! key is a warning and a `_`-prefixed key documentation, not an error; and
+//! one bad entry is skipped without failing its siblings.
 
 mod diagnostics;
 pub mod env;
 pub mod expand;
+mod fields;
 pub mod inferencers;
 pub mod mcp;
+mod node;
 pub mod recipes;
 mod report;
 pub mod settings;
@@ -110,6 +116,48 @@ enum Contents {
     Unreadable,
 }
 
+impl Read {
+    /// The user's file, or (when there is none) `bundled`; `None` when the
+    /// file could not be read.
+    fn text<'a>(&'a self, bundled: Option<&'a str>) -> Option<&'a str> {
+        match &self.text {
+            Contents::User(t) => Some(t),
+            Contents::Bundled => bundled,
+            Contents::Unreadable => None,
+        }
+    }
+
+    fn source(&self, missing: Source) -> Source {
+        self.path.clone().map_or(missing, Source::User)
+    }
+}
+
+/// Reads `dir/name`; a missing file (or no `dir`) means the bundled default,
+/// an unreadable one is fatal.
+fn read(dir: Option<&Path>, name: &str, diags: &mut Diagnostics) -> Read {
+    let bundled = || Read {
+        text: Contents::Bundled,
+        path: None,
+        shown: format!("{name} (bundled default)"),
+    };
+    let Some(dir) = dir else { return bundled() };
+    let path = dir.join(name);
+    let shown = path.display().to_string();
+    let text = match read_optional(&path) {
+        Ok(Some(text)) => Contents::User(text),
+        Ok(None) => return bundled(),
+        Err(e) => {
+            diags.fatal(&shown, &KeyPath::root(), format!("cannot be read: {e}"));
+            Contents::Unreadable
+        }
+    };
+    Read {
+        text,
+        path: Some(path),
+        shown,
+    }
+}
+
 /// Reads an optional file: `Ok(None)` if it does not exist.
 fn read_optional(path: &Path) -> io::Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -128,75 +176,36 @@ pub fn load(env: &Env) -> Loaded {
 pub fn load_from(dir: Option<&Path>, env: &Env) -> Loaded {
     let mut diags = Diagnostics::default();
     let settings = Settings::from_env(env, &mut diags);
-
-    let mut read = |name: &str| -> Read {
-        let bundled = || Read {
-            text: Contents::Bundled,
-            path: None,
-            shown: format!("{name} (bundled default)"),
-        };
-        let Some(dir) = dir else { return bundled() };
-        let path = dir.join(name);
-        let shown = path.display().to_string();
-        match read_optional(&path) {
-            Ok(Some(text)) => Read {
-                text: Contents::User(text),
-                path: Some(path),
-                shown,
-            },
-            Ok(None) => bundled(),
-            Err(e) => {
-                diags.fatal(&shown, &KeyPath::root(), format!("cannot be read: {e}"));
-                Read {
-                    text: Contents::Unreadable,
-                    path: Some(path),
-                    shown,
-                }
-            }
-        }
-    };
-
-    let mcp_read = read("mcp.json");
-    let recipes_read = read("recipes.toml");
-    let inf_read = read("inferencers.toml");
-
-    let mcp_source = mcp_read.path.clone().map_or(Source::Bundled, Source::User);
-    let recipes_source = recipes_read
-        .path
-        .clone()
-        .map_or(Source::Bundled, Source::User);
-    let inferencers_source = inf_read.path.clone().map_or(Source::Absent, Source::User);
+    let mcp_read = read(dir, "mcp.json", &mut diags);
+    let recipes_read = read(dir, "recipes.toml", &mut diags);
+    let inf_read = read(dir, "inferencers.toml", &mut diags);
+    let inferencers_source = inf_read.source(Source::Absent);
     let inf_file = if inferencers_source == Source::Absent {
-        "inferencers.toml".to_string()
+        "inferencers.toml"
     } else {
-        inf_read.shown.clone()
+        &inf_read.shown
     };
 
     // An unreadable file contributes nothing (it is already a fatal error).
     let fatal_before = diags.of(Severity::Fatal).count();
-    let mcp = match &mcp_read.text {
-        Contents::User(t) => mcp::parse(t, &mcp_read.shown, env, &mut diags),
-        Contents::Bundled => mcp::parse(DEFAULT_MCP_JSON, &mcp_read.shown, env, &mut diags),
-        Contents::Unreadable => mcp::McpConfig::default(),
-    };
+    let mcp = mcp_read
+        .text(Some(DEFAULT_MCP_JSON))
+        .map_or_else(mcp::McpConfig::default, |t| {
+            mcp::parse(t, &mcp_read.shown, env, &mut diags)
+        });
     // A broken mcp.json would make every recipe tool look unknown.
     let mcp_usable = !matches!(mcp_read.text, Contents::Unreadable)
         && diags.of(Severity::Fatal).count() == fatal_before;
-    let recipes = match &recipes_read.text {
-        Contents::User(t) => recipes::parse(t, &recipes_read.shown, &mut diags),
-        Contents::Bundled => recipes::parse(DEFAULT_RECIPES_TOML, &recipes_read.shown, &mut diags),
-        Contents::Unreadable => BTreeMap::new(),
-    };
-    let inf_text = match &inf_read.text {
-        Contents::User(t) => Some(t.as_str()),
-        Contents::Bundled | Contents::Unreadable => None,
-    };
-    let inferencers = inferencers::load(inf_text, &inf_file, env, &mut diags);
-    let recipes_file = recipes_read.shown;
+    let recipes = recipes_read
+        .text(Some(DEFAULT_RECIPES_TOML))
+        .map_or_else(BTreeMap::new, |t| {
+            recipes::parse(t, &recipes_read.shown, &mut diags)
+        });
+    let inferencers = inferencers::load(inf_read.text(None), inf_file, env, &mut diags);
 
     cross_check(
         &recipes,
-        &recipes_file,
+        &recipes_read.shown,
         mcp_usable.then_some(&mcp),
         &inferencers,
         &mut diags,
@@ -205,8 +214,8 @@ pub fn load_from(dir: Option<&Path>, env: &Env) -> Loaded {
     Loaded {
         config: Config {
             dir: dir.map(Path::to_path_buf),
-            mcp_source,
-            recipes_source,
+            mcp_source: mcp_read.source(Source::Bundled),
+            recipes_source: recipes_read.source(Source::Bundled),
             inferencers_source,
             servers: mcp.servers,
             skipped_servers: mcp.skipped,

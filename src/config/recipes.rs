@@ -12,8 +12,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::diagnostics::{Diagnostics, toml_kind, toml_to_json};
+use super::diagnostics::{Diagnostics, Severity};
 use super::expand::KeyPath;
+use super::fields::{Fields, Reporter, Skipped, TopLevel};
+use super::node::{Node, parse_toml, toml_to_json};
 
 /// The default cap on model turns per request.
 pub const DEFAULT_MAX_TURNS: u32 = 8;
@@ -119,249 +121,53 @@ const RECIPE_KEYS: &[&str] = &[
 /// Keys the loop owns; a recipe's `params` may not replace them.
 const LOOP_OWNED: &[&str] = &["model", "messages", "stream", "tools"];
 
+const TOP_LEVEL: TopLevel<'static> = TopLevel {
+    entries: "recipes",
+    expected: "tables like [recipes.<name>]",
+    doc_entries: true,
+    unsupported: &["patterns"],
+    unsupported_why: "pattern directories are not supported by this version of woollama; ignored",
+    unknown: "unknown key, ignored (recipes are [recipes.<name>] tables)",
+};
+
 /// Parses and validates `recipes.toml` text.
 pub fn parse(text: &str, file: &str, diags: &mut Diagnostics) -> BTreeMap<String, Recipe> {
-    let root = KeyPath::root();
-    let doc: toml::Table = match toml::from_str(text) {
-        Ok(t) => t,
-        Err(e) => {
-            diags.fatal(
-                file,
-                &root,
-                format!("not valid TOML: {}", e.to_string().trim_end()),
-            );
-            return BTreeMap::new();
-        }
-    };
     let mut out = BTreeMap::new();
-    for (key, value) in &doc {
-        let path = root.key(key);
-        match key.as_str() {
-            "recipes" => match value {
-                toml::Value::Table(recipes) => {
-                    for (name, entry) in recipes {
-                        if name.starts_with('_') {
-                            continue;
-                        }
-                        if let Some(r) = recipe(name, entry, file, &path.key(name), diags) {
-                            out.insert(name.clone(), r);
-                        }
-                    }
-                }
-                other => diags.fatal(
-                    file,
-                    &path,
-                    format!(
-                        "expected tables like [recipes.<name>], found {}",
-                        toml_kind(other)
-                    ),
-                ),
-            },
-            "patterns" => diags.warn(
-                file,
-                &path,
-                "pattern directories are not supported by this version of woollama; ignored",
-            ),
-            k if k.starts_with('_') => {}
-            _ => diags.warn(
-                file,
-                &path,
-                "unknown key, ignored (recipes are [recipes.<name>] tables)",
-            ),
+    let Some(doc) = parse_toml(text, file, diags) else {
+        return out;
+    };
+    TOP_LEVEL.walk::<toml::Value>(&doc, file, diags, |name, entry, path, diags| {
+        let report = Reporter::new(file, Severity::Error, format!("; recipe '{name}' skipped"));
+        if let Ok(r) = recipe(name, entry, &report, path, diags) {
+            out.insert(name.to_string(), r);
         }
-    }
+    });
     out
 }
+
+/// One recipe's keys, reported as `; recipe '<name>' skipped` errors.
+type Entry<'a> = Fields<'a, toml::Value>;
 
 fn recipe(
     name: &str,
     entry: &toml::Value,
-    file: &str,
+    report: &Reporter<'_>,
     path: &KeyPath,
     diags: &mut Diagnostics,
-) -> Option<Recipe> {
-    let skip = |diags: &mut Diagnostics, p: &KeyPath, msg: String| {
-        diags.error(file, p, format!("{msg}; recipe '{name}' skipped"));
-    };
-    let toml::Value::Table(t) = entry else {
-        skip(
-            diags,
-            path,
-            format!("expected a table, found {}", toml_kind(entry)),
-        );
-        return None;
-    };
-    for key in t.keys() {
-        if !RECIPE_KEYS.contains(&key.as_str()) && !key.starts_with('_') {
-            diags.warn(file, &path.key(key), "not a recipe key, ignored");
-        }
-    }
-
-    let ipath = path.key("inferencer");
-    let inferencer = match t.get("inferencer") {
-        None => {
-            skip(
-                diags,
-                path,
-                "no `inferencer`: add one like inferencer = \"ollama/qwen3:8b\"".into(),
-            );
-            return None;
-        }
-        Some(toml::Value::String(s)) => s.trim().to_string(),
-        Some(other) => {
-            skip(
-                diags,
-                &ipath,
-                format!(
-                    "expected a string like \"ollama/qwen3:8b\", found {}",
-                    toml_kind(other)
-                ),
-            );
-            return None;
-        }
-    };
-    match crate::routing::split(&inferencer) {
-        Some((p, m)) if !p.is_empty() && !m.is_empty() => {}
-        _ => {
-            skip(
-                diags,
-                &ipath,
-                format!(
-                    "{inferencer:?} is not `<provider>/<model>` (for example \"ollama/qwen3:8b\")"
-                ),
-            );
-            return None;
-        }
-    }
-
-    let system = match t.get("system") {
-        None => String::new(),
-        Some(toml::Value::String(s)) => s.clone(),
-        Some(other) => {
-            skip(
-                diags,
-                &path.key("system"),
-                format!("expected a string, found {}", toml_kind(other)),
-            );
-            return None;
-        }
-    };
-
-    let mut tools = Vec::new();
-    let tpath = path.key("tools");
-    match t.get("tools") {
-        None => {}
-        Some(toml::Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                let p = tpath.index(i);
-                let toml::Value::String(s) = item else {
-                    skip(
-                        diags,
-                        &p,
-                        format!(
-                            "expected a string like \"server.tool\", found {}",
-                            toml_kind(item)
-                        ),
-                    );
-                    return None;
-                };
-                if s.contains(',') || s.contains(char::is_whitespace) {
-                    skip(
-                        diags,
-                        &p,
-                        format!(
-                            "{s:?} contains a comma or whitespace; a tool name is one `server.tool`"
-                        ),
-                    );
-                    return None;
-                }
-                match s.split_once('.') {
-                    Some((server, tool)) if !server.is_empty() && !tool.is_empty() => {
-                        let r = ToolRef {
-                            server: server.to_string(),
-                            tool: tool.to_string(),
-                        };
-                        if tools.contains(&r) {
-                            diags.warn(file, &p, format!("{s:?} is listed twice"));
-                        } else {
-                            tools.push(r);
-                        }
-                    }
-                    _ => {
-                        skip(
-                            diags,
-                            &p,
-                            format!("{s:?} is not `server.tool` (for example \"hello.count_to\")"),
-                        );
-                        return None;
-                    }
-                }
-            }
-        }
-        Some(other) => {
-            skip(
-                diags,
-                &tpath,
-                format!(
-                    "expected an array like [\"hello.count_to\"], found {}",
-                    toml_kind(other)
-                ),
-            );
-            return None;
-        }
-    }
-
-    let mut params = Map::new();
-    match t.get("params") {
-        None => {}
-        Some(toml::Value::Table(p)) => {
-            for (k, v) in p {
-                if LOOP_OWNED.contains(&k.as_str()) {
-                    diags.warn(
-                        file,
-                        &path.key("params").key(k),
-                        "woollama sets this for every turn; ignored",
-                    );
-                } else {
-                    params.insert(k.clone(), toml_to_json(v));
-                }
-            }
-        }
-        Some(other) => {
-            skip(
-                diags,
-                &path.key("params"),
-                format!(
-                    "expected a table like {{ temperature = 0.2 }}, found {}",
-                    toml_kind(other)
-                ),
-            );
-            return None;
-        }
-    }
-
-    let max_turns = match t.get("max_turns") {
-        None => DEFAULT_MAX_TURNS,
-        Some(toml::Value::Integer(n)) if (1..=1000).contains(n) => {
-            u32::try_from(*n).unwrap_or(DEFAULT_MAX_TURNS)
-        }
-        Some(other) => {
-            let found = match other {
-                toml::Value::Integer(n) => n.to_string(),
-                v => toml_kind(v).to_string(),
-            };
-            skip(
-                diags,
-                &path.key("max_turns"),
-                format!("expected a whole number from 1 to 1000, found {found}"),
-            );
-            return None;
-        }
-    };
-
-    let variables = variables(t.get("variables"), file, &path.key("variables"), diags);
-
-    Some(Recipe {
+) -> Result<Recipe, Skipped> {
+    let t = report.expect(diags, path, entry, "a table", toml::Value::as_table)?;
+    let entry = Entry::new(t, path, report);
+    entry.warn_unknown(diags, RECIPE_KEYS, "not a recipe key, ignored");
+    let inferencer = inferencer(&entry, diags)?;
+    let system = entry
+        .opt_string(diags, "system", "a string")?
+        .unwrap_or_default()
+        .to_string();
+    let tools = tools(&entry, diags)?;
+    let params = params(&entry, diags)?;
+    let max_turns = max_turns(&entry, diags)?;
+    let variables = variables(&entry, diags);
+    Ok(Recipe {
         name: name.to_string(),
         inferencer,
         system,
@@ -372,58 +178,166 @@ fn recipe(
     })
 }
 
-fn variables(
-    value: Option<&toml::Value>,
-    file: &str,
-    path: &KeyPath,
-    diags: &mut Diagnostics,
-) -> BTreeMap<String, Variable> {
-    let mut out = BTreeMap::new();
-    let Some(value) = value else { return out };
-    let toml::Value::Table(t) = value else {
-        diags.warn(
-            file,
-            path,
-            format!(
-                "expected tables like [recipes.<name>.variables.<var>], found {}; ignored",
-                toml_kind(value)
-            ),
-        );
-        return out;
+/// `inferencer`: required, `<provider>/<model>`.
+fn inferencer(entry: &Entry<'_>, diags: &mut Diagnostics) -> Result<String, Skipped> {
+    let Some(raw) = entry.opt_string(diags, "inferencer", "a string like \"ollama/qwen3:8b\"")?
+    else {
+        return Err(entry.report.say(
+            diags,
+            entry.path,
+            "no `inferencer`: add one like inferencer = \"ollama/qwen3:8b\"",
+        ));
     };
-    for (var, spec) in t {
-        let vpath = path.key(var);
-        let toml::Value::Table(spec) = spec else {
+    let inferencer = raw.trim().to_string();
+    match crate::routing::split(&inferencer) {
+        Some((p, m)) if !p.is_empty() && !m.is_empty() => Ok(inferencer),
+        _ => Err(entry.report.say(
+            diags,
+            &entry.path.key("inferencer"),
+            format!("{inferencer:?} is not `<provider>/<model>` (for example \"ollama/qwen3:8b\")"),
+        )),
+    }
+}
+
+/// `tools`: `server.tool` entries; a repeated one is a warning.
+fn tools(entry: &Entry<'_>, diags: &mut Diagnostics) -> Result<Vec<ToolRef>, Skipped> {
+    let items = entry
+        .opt(
+            diags,
+            "tools",
+            "an array like [\"hello.count_to\"]",
+            toml::Value::items,
+        )?
+        .unwrap_or_default();
+    let mut tools = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = entry.path.key("tools").index(i);
+        let s = entry.report.expect(
+            diags,
+            &p,
+            item,
+            "a string like \"server.tool\"",
+            toml::Value::as_str,
+        )?;
+        let r = tool_ref(s).map_err(|why| entry.report.say(diags, &p, why))?;
+        if tools.contains(&r) {
+            diags.warn(entry.report.file(), &p, format!("{s:?} is listed twice"));
+        } else {
+            tools.push(r);
+        }
+    }
+    Ok(tools)
+}
+
+fn tool_ref(s: &str) -> Result<ToolRef, String> {
+    if s.contains(',') || s.contains(char::is_whitespace) {
+        return Err(format!(
+            "{s:?} contains a comma or whitespace; a tool name is one `server.tool`"
+        ));
+    }
+    match s.split_once('.') {
+        Some((server, tool)) if !server.is_empty() && !tool.is_empty() => Ok(ToolRef {
+            server: server.to_string(),
+            tool: tool.to_string(),
+        }),
+        _ => Err(format!(
+            "{s:?} is not `server.tool` (for example \"hello.count_to\")"
+        )),
+    }
+}
+
+/// `params`, without the keys the loop owns (those are warned about).
+fn params(entry: &Entry<'_>, diags: &mut Diagnostics) -> Result<Map<String, Value>, Skipped> {
+    let mut params = Map::new();
+    let Some(p) = entry.opt_table(diags, "params", "a table like { temperature = 0.2 }")? else {
+        return Ok(params);
+    };
+    for (k, v) in p {
+        if LOOP_OWNED.contains(&k.as_str()) {
             diags.warn(
-                file,
-                &vpath,
-                format!("expected a table, found {}; ignored", toml_kind(spec)),
+                entry.report.file(),
+                &entry.path.key("params").key(k),
+                "woollama sets this for every turn; ignored",
             );
-            continue;
-        };
-        let mut v = Variable::default();
-        for (k, val) in spec {
-            match (k.as_str(), val) {
-                ("default", d) => v.default = Some(toml_to_json(d)),
-                ("choices", toml::Value::Array(c)) => {
-                    v.choices = c.iter().map(toml_to_json).collect()
-                }
-                ("description", toml::Value::String(d)) => v.description = Some(d.clone()),
-                ("choices" | "description", other) => diags.warn(
-                    file,
+        } else {
+            params.insert(k.clone(), toml_to_json(v));
+        }
+    }
+    Ok(params)
+}
+
+fn max_turns(entry: &Entry<'_>, diags: &mut Diagnostics) -> Result<u32, Skipped> {
+    let Some(v) = entry.get("max_turns") else {
+        return Ok(DEFAULT_MAX_TURNS);
+    };
+    match v.as_integer() {
+        Some(n) if (1..=1000).contains(&n) => Ok(u32::try_from(n).unwrap_or(DEFAULT_MAX_TURNS)),
+        n => {
+            let found = n.map_or_else(|| v.kind().to_string(), |n| n.to_string());
+            Err(entry.report.say(
+                diags,
+                &entry.path.key("max_turns"),
+                format!("expected a whole number from 1 to 1000, found {found}"),
+            ))
+        }
+    }
+}
+
+/// `variables`: a problem here is a warning and never skips the recipe.
+fn variables(entry: &Entry<'_>, diags: &mut Diagnostics) -> BTreeMap<String, Variable> {
+    let path = entry.path.key("variables");
+    let ignore = Reporter::new(entry.report.file(), Severity::Warning, "; ignored");
+    let Some(Ok(t)) = entry.get("variables").map(|value| {
+        ignore.expect(
+            diags,
+            &path,
+            value,
+            "tables like [recipes.<name>.variables.<var>]",
+            toml::Value::as_table,
+        )
+    }) else {
+        return BTreeMap::new();
+    };
+    t.iter()
+        .filter_map(|(var, spec)| {
+            let vpath = path.key(var);
+            let spec = ignore
+                .expect(diags, &vpath, spec, "a table", toml::Value::as_table)
+                .ok()?;
+            Some((var.clone(), variable(spec, &vpath, &ignore, diags)))
+        })
+        .collect()
+}
+
+fn variable(
+    spec: &toml::Table,
+    vpath: &KeyPath,
+    ignore: &Reporter<'_>,
+    diags: &mut Diagnostics,
+) -> Variable {
+    let mut v = Variable::default();
+    for (k, val) in spec {
+        match (k.as_str(), val) {
+            ("default", d) => v.default = Some(toml_to_json(d)),
+            ("choices", toml::Value::Array(c)) => v.choices = c.iter().map(toml_to_json).collect(),
+            ("description", toml::Value::String(d)) => v.description = Some(d.clone()),
+            ("choices" | "description", other) => {
+                ignore.say(
+                    diags,
                     &vpath.key(k),
-                    format!("unexpected {}; ignored", toml_kind(other)),
-                ),
-                _ => diags.warn(
-                    file,
+                    format_args!("unexpected {}", other.kind()),
+                );
+            }
+            _ => {
+                ignore.say(
+                    diags,
                     &vpath.key(k),
-                    "not a variable key (default, choices, description); ignored",
-                ),
+                    "not a variable key (default, choices, description)",
+                );
             }
         }
-        out.insert(var.clone(), v);
     }
-    out
+    v
 }
 
 #[cfg(test)]
@@ -466,22 +380,14 @@ description = "who is counting"
 
     #[test]
     fn bad_recipes_are_skipped_and_named() {
-        let (r, d) = load(
-            r#"
-[recipes.noinf]
-system = "x"
-[recipes.noslash]
-inferencer = "qwen3"
-[recipes.badtool]
-inferencer = "ollama/m"
-tools = ["hello"]
-[recipes.comma]
-inferencer = "ollama/m"
-tools = ["hello.count_to,hello.hello"]
-[recipes.fine]
-inferencer = "claude-code/haiku"
-"#,
-        );
+        // One recipe a line: four broken ones, then a fine one.
+        let (r, d) = load(concat!(
+            "\n[recipes.noinf]\nsystem = \"x\"\n",
+            "[recipes.noslash]\ninferencer = \"qwen3\"\n",
+            "[recipes.badtool]\ninferencer = \"ollama/m\"\ntools = [\"hello\"]\n",
+            "[recipes.comma]\ninferencer = \"ollama/m\"\ntools = [\"hello.count_to,hello.hello\"]\n",
+            "[recipes.fine]\ninferencer = \"claude-code/haiku\"\n",
+        ));
         assert_eq!(r.keys().collect::<Vec<_>>(), vec!["fine"]);
         let errors: Vec<String> = d.of(Severity::Error).map(ToString::to_string).collect();
         assert_eq!(errors.len(), 4, "{errors:?}");

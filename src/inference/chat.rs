@@ -183,7 +183,10 @@ impl Registry {
                 body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
             });
         }
-        let frames = translated(openai::relay(inf, resp, timeout), ollama::SseTranslator::new(head));
+        let frames = translated(
+            openai::relay(inf, resp, timeout),
+            ollama::SseTranslator::new(head),
+        );
         Ok(Relay {
             status: 200,
             content_type: "text/event-stream".into(),
@@ -193,23 +196,26 @@ impl Registry {
         })
     }
 
+    /// Sends one chat turn; the status is checked before this returns.
+    async fn turn(
+        &self,
+        inf: &Inferencer,
+        body: &Value,
+        streaming: bool,
+    ) -> Result<(reqwest::Response, Duration), Error> {
+        let timeout = self.timeouts().chat;
+        let path = Endpoint::Chat.path();
+        let body = bytes_of(body);
+        let resp = openai::post(self.client(), inf, path, None, body, timeout, streaming).await?;
+        Ok((resp, timeout))
+    }
+
     /// One non-streamed chat turn (`body` complete, `model` bare): the
     /// `chat.completion` the upstream answered, read whole (bounded by
     /// `openai::RESPONSE_LIMIT`).
     pub async fn complete(&self, inf: &Inferencer, body: &Value) -> Result<Value, Error> {
-        let timeout = self.timeouts().chat;
-        let path = Endpoint::Chat.path();
-        let url = inf.url(path);
-        let resp = openai::post(
-            self.client(),
-            inf,
-            path,
-            None,
-            bytes_of(body),
-            timeout,
-            false,
-        )
-        .await?;
+        let (resp, timeout) = self.turn(inf, body, false).await?;
+        let url = inf.url(Endpoint::Chat.path());
         let bytes = openai::read_body(inf, &url, resp, timeout).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::BadResponse {
             inferencer: inf.name().to_string(),
@@ -224,18 +230,7 @@ impl Registry {
         inf: &Inferencer,
         body: &Value,
     ) -> Result<impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static, Error> {
-        let timeout = self.timeouts().chat;
-        let path = Endpoint::Chat.path();
-        let resp = openai::post(
-            self.client(),
-            inf,
-            path,
-            None,
-            bytes_of(body),
-            timeout,
-            true,
-        )
-        .await?;
+        let (resp, timeout) = self.turn(inf, body, true).await?;
         let name = inf.name().to_string();
         let bytes = Box::pin(openai::relay(inf, resp, timeout));
         Ok(futures_util::stream::unfold(
@@ -304,7 +299,8 @@ fn translated(
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "native stream failed");
-                    let mut out = wire::sse_raw(&wire::error_body(&e.to_string(), "upstream_error"));
+                    let mut out =
+                        wire::sse_raw(&wire::error_body(&e.to_string(), "upstream_error"));
                     out.extend(t.finish());
                     out
                 }

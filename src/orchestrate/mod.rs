@@ -260,12 +260,11 @@ async fn drive(
             }
             pending.push((id, name, arguments));
         }
-        let results = futures_util::future::join_all(
-            pending
-                .iter()
-                .map(|(_, name, arguments)| dispatch(&p.allowed, &allowed, tools, name, arguments)),
-        )
-        .await;
+        let results =
+            futures_util::future::join_all(pending.iter().map(|(_, name, arguments)| {
+                dispatch(&p.allowed, &allowed, tools, name, arguments)
+            }))
+            .await;
         for ((id, name, _), (text, ok)) in pending.into_iter().zip(results) {
             if !emit(tx, Event::ToolResult { turn, name, ok }).await {
                 return Ok(());

@@ -335,6 +335,21 @@ impl Snapshot {
                 s
             })
             .collect();
+        Snapshot::indexed(
+            version, servers, tools, prompts, resources, templates, collisions,
+        )
+    }
+
+    /// The snapshot with its lookup indexes.
+    fn indexed(
+        version: u64,
+        servers: Vec<ServerStatus>,
+        tools: Vec<ToolEntry>,
+        prompts: Vec<PromptEntry>,
+        resources: Vec<ResourceEntry>,
+        templates: Vec<TemplateEntry>,
+        collisions: Vec<String>,
+    ) -> Self {
         let by_wire = index(&tools, |t| t.wire.clone());
         let by_ref = tools
             .iter()

@@ -104,14 +104,20 @@ impl Setup {
         loaded.config
     }
 
-    pub async fn start(self) -> TestApp {
-        let config = Arc::new(self.config());
+    /// The app's shared state, assembled as the daemon assembles it (stdio
+    /// servers through the built binary's child guard).
+    pub fn state(&self) -> AppState {
         let options = Options {
             guard: Some(env!("CARGO_BIN_EXE_woollama").into()),
             timeouts: self.timeouts,
             reconnect: true,
         };
-        let state = AppState::build(Arc::clone(&config), &self.env, options).expect("app");
+        AppState::build(Arc::new(self.config()), &self.env, options).expect("app")
+    }
+
+    pub async fn start(self) -> TestApp {
+        let state = self.state();
+        let config = Arc::clone(&state.config);
         let tools = state.tools.clone();
         let (app, _) = woollama::serve::routers(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
