@@ -13,22 +13,9 @@ use common::mock::{Mock, Reply, completion, sse};
 use reqwest::StatusCode;
 use serde_json::json;
 
-/// `$WOOLLAMA_TEST_PYTHON`, else the project's `.peers/venv`, else `python3`.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WOOLLAMA_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".peers/venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_sdk_works_against_woollama() {
-    let py = python();
+    let py = common::python();
     let probe = Command::new(&py).args(["-c", "import openai"]).output();
     assert!(
         probe.as_ref().is_ok_and(|o| o.status.success()),

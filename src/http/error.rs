@@ -64,8 +64,21 @@ pub enum RequestError {
     NotPassThrough(String),
     #[error("`messages` must be an array of messages")]
     MessagesNotAnArray,
+    #[error("`{field}` must be {expected}")]
+    FieldType {
+        field: &'static str,
+        expected: &'static str,
+    },
     #[error(
-        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/embeddings, /v1/images/generations, /mcp)"
+        "no stateful backend for model '{0}': this build of woollama does not keep conversations yet (store, conversation, previous_response_id, key); send the whole conversation in `input` instead"
+    )]
+    NoStatefulBackend(String),
+    #[error(
+        "'woollama/{0}' is a recipe: it runs its own tools, and a client's `tools` cannot be added to it; drop `tools`, or name a provider model"
+    )]
+    ClientToolsWithRecipe(String),
+    #[error(
+        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/images/generations, /mcp)"
     )]
     NoRoute { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
@@ -119,6 +132,7 @@ fn request(e: &RequestError) -> Answer {
         R::ForeignOrigin(_) | R::ForeignHost(_) => {
             Answer::Own(StatusCode::FORBIDDEN, "permission_error")
         }
+        R::NoStatefulBackend(_) => Answer::Own(StatusCode::NOT_IMPLEMENTED, "not_implemented"),
         _ => Answer::Own(StatusCode::BAD_REQUEST, INVALID),
     }
 }
@@ -172,6 +186,14 @@ impl ApiError {
             ApiError::Request(e) => request(e),
             ApiError::Inference(e) => upstream(e),
             ApiError::Recipe(e) => recipe(e),
+        }
+    }
+
+    /// The error's `type` (`code` in a Responses `error` event).
+    pub fn code(&self) -> &'static str {
+        match self.answer() {
+            Answer::Own(_, kind) => kind,
+            Answer::Relayed { .. } => UPSTREAM,
         }
     }
 

@@ -16,6 +16,7 @@ mod keepalive;
 mod models;
 mod passthrough;
 mod recipe;
+mod responses;
 mod tools;
 
 use axum::Router;
@@ -39,12 +40,12 @@ pub fn router(state: AppState, mcp: Router) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/tools", get(tools::list))
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/responses", post(responses::create))
         .route("/v1/embeddings", post(passthrough::embeddings))
         .route("/v1/images/generations", post(passthrough::images))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
-        .layer(axum::middleware::from_fn(keepalive::close_if_unread))
         .with_state(state)
 }
 
@@ -56,14 +57,17 @@ pub fn with_surface_auth(
     token: Option<Secret>,
     settings: &crate::config::Settings,
 ) -> Router {
-    router
-        .layer(axum::middleware::from_fn_with_state(
-            auth::SurfaceAuth::new(token, settings),
-            auth::require,
-        ))
-        // Outermost, so a refusal by auth that leaves the body unread also
-        // closes the connection.
-        .layer(axum::middleware::from_fn(keepalive::close_if_unread))
+    with_keepalive(router.layer(axum::middleware::from_fn_with_state(
+        auth::SurfaceAuth::new(token, settings),
+        auth::require,
+    )))
+}
+
+/// The outermost layer of a listener's app: an answer given before the
+/// request body was read says `Connection: close` (`keepalive`). Outermost,
+/// so a refusal by surface auth is covered too.
+pub fn with_keepalive(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(keepalive::close_if_unread))
 }
 
 async fn not_found(req: Request) -> ApiError {

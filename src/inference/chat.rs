@@ -23,6 +23,10 @@ use super::sse::{self, ChatEvent, DataLines};
 use super::{Error, Inferencer, Registry, ollama, openai};
 use crate::wire::{self, ChunkHead};
 
+/// The largest answer of known length that pass-through reads whole before
+/// relaying it.
+const SMALL_ANSWER: u64 = 64 * 1024;
+
 /// A pass-through endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -121,16 +125,31 @@ impl Registry {
                 "application/json"
             })
             .to_string();
+        let status = resp.status().as_u16();
+        let sse = content_type.starts_with("text/event-stream");
+        let length = if stream { None } else { resp.content_length() };
+        // A small answer of known length is read whole (bounded, and one
+        // write to the client instead of a stream of them); anything else is
+        // relayed as it arrives.
+        let body = match length {
+            Some(n) if n <= SMALL_ANSWER => {
+                let url = inf.url(endpoint.path());
+                let bytes = openai::read_body(inf, &url, resp, timeout).await?;
+                futures_util::stream::once(async move { Ok(bytes) }).boxed()
+            }
+            _ => openai::relay(inf, resp, timeout).boxed(),
+        };
         Ok(Relay {
-            status: resp.status().as_u16(),
-            sse: content_type.starts_with("text/event-stream"),
+            status,
+            sse,
             content_type,
-            content_length: if stream { None } else { resp.content_length() },
-            body: openai::relay(inf, resp, timeout).boxed(),
+            content_length: length,
+            body,
         })
     }
 
-    /// Ollama's native `/api/chat`, answered in OpenAI's shapes.
+    /// Ollama's native `/api/chat` (`model` bare), its answer translated
+    /// to OpenAI's shapes: as a whole `chat.completion`, or as SSE bytes.
     async fn native(
         &self,
         inf: &Inferencer,
@@ -138,6 +157,64 @@ impl Registry {
         body: &Map<String, Value>,
         stream: bool,
     ) -> Result<Relay, Error> {
+        let head = ChunkHead::new(model);
+        if !stream {
+            let out = self.native_answer(inf, model, body, &head).await?;
+            let bytes = Bytes::from(bytes_of(&out));
+            return Ok(Relay {
+                status: 200,
+                content_type: "application/json".into(),
+                content_length: Some(bytes.len() as u64),
+                sse: false,
+                body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
+            });
+        }
+        let (resp, timeout) = self.native_post(inf, model, body, true).await?;
+        let frames = translated(
+            openai::relay(inf, resp, timeout),
+            ollama::SseTranslator::new(head),
+        );
+        Ok(Relay {
+            status: 200,
+            content_type: "text/event-stream".into(),
+            content_length: None,
+            sse: true,
+            body: frames.boxed(),
+        })
+    }
+
+    /// A native non-streamed answer as a `chat.completion`.
+    async fn native_answer(
+        &self,
+        inf: &Inferencer,
+        model: &str,
+        body: &Map<String, Value>,
+        head: &ChunkHead,
+    ) -> Result<Value, Error> {
+        let (resp, timeout) = self.native_post(inf, model, body, false).await?;
+        let url = resp.url().to_string();
+        let raw = openai::read_body(inf, &url, resp, timeout).await?;
+        let native: Value = serde_json::from_slice(&raw).map_err(|e| Error::BadResponse {
+            inferencer: inf.name().to_string(),
+            detail: format!("{url} did not answer JSON: {e}"),
+        })?;
+        Ok(ollama::from_native_response(
+            &native,
+            model,
+            &head.id,
+            head.created,
+        ))
+    }
+
+    /// Posts to `/api/chat`; Ollama's `{"error": "…"}` comes back
+    /// OpenAI-shaped.
+    async fn native_post(
+        &self,
+        inf: &Inferencer,
+        model: &str,
+        body: &Map<String, Value>,
+        stream: bool,
+    ) -> Result<(reqwest::Response, Duration), Error> {
         let url = format!("{}/api/chat", ollama::native_root(&inf.spec.base_url));
         let request = Value::Object(ollama::to_native_request(body, model, stream));
         let timeout = self.timeouts().native;
@@ -145,14 +222,13 @@ impl Registry {
             self.client(),
             inf,
             "",
-            Some(url.clone()),
+            Some(url),
             bytes_of(&request),
             timeout,
             stream,
         )
         .await
         .map_err(|e| match e {
-            // Ollama's `{"error": "…"}` made OpenAI-shaped.
             Error::Upstream {
                 inferencer,
                 status,
@@ -166,34 +242,7 @@ impl Registry {
             },
             other => other,
         })?;
-        let head = ChunkHead::new(model);
-        if !stream {
-            let raw = openai::read_body(inf, &url, resp, timeout).await?;
-            let native: Value = serde_json::from_slice(&raw).map_err(|e| Error::BadResponse {
-                inferencer: inf.name().to_string(),
-                detail: format!("{url} did not answer JSON: {e}"),
-            })?;
-            let out = ollama::from_native_response(&native, model, &head.id, head.created);
-            let bytes = Bytes::from(bytes_of(&out));
-            return Ok(Relay {
-                status: 200,
-                content_type: "application/json".into(),
-                content_length: Some(bytes.len() as u64),
-                sse: false,
-                body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
-            });
-        }
-        let frames = translated(
-            openai::relay(inf, resp, timeout),
-            ollama::SseTranslator::new(head),
-        );
-        Ok(Relay {
-            status: 200,
-            content_type: "text/event-stream".into(),
-            content_length: None,
-            sse: true,
-            body: frames.boxed(),
-        })
+        Ok((resp, timeout))
     }
 
     /// Sends one chat turn; the status is checked before this returns.
@@ -213,7 +262,18 @@ impl Registry {
     /// One non-streamed chat turn (`body` complete, `model` bare): the
     /// `chat.completion` the upstream answered, read whole (bounded by
     /// `openai::RESPONSE_LIMIT`).
+    /// An Ollama request asking for a context size (`options.num_ctx`)
+    /// goes to the native API.
     pub async fn complete(&self, inf: &Inferencer, body: &Value) -> Result<Value, Error> {
+        if let Value::Object(map) = body
+            && inf.speaks_ollama()
+            && ollama::wants_native(map)
+        {
+            let model = map.get("model").and_then(Value::as_str).unwrap_or("");
+            return self
+                .native_answer(inf, model, map, &ChunkHead::new(model))
+                .await;
+        }
         let (resp, timeout) = self.turn(inf, body, false).await?;
         let url = inf.url(Endpoint::Chat.path());
         let bytes = openai::read_body(inf, &url, resp, timeout).await?;

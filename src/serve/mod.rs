@@ -115,7 +115,8 @@ pub fn routers(state: &AppState) -> (axum::Router, axum::Router) {
         settings.token.clone(),
         settings,
     );
-    (tcp, http::router(state.clone(), mcp()))
+    let unix = http::with_keepalive(http::router(state.clone(), mcp()));
+    (tcp, unix)
 }
 
 /// Serves the two listeners until the app's shutdown token is cancelled;

@@ -261,3 +261,17 @@ impl ServerGate {
         std::thread::spawn(move || std::fs::write(fifo, "go\n"));
     }
 }
+
+/// The Python with the test peers: `$WOOLLAMA_TEST_PYTHON`, else the
+/// project's `.peers/venv`, else `python3`.
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("WOOLLAMA_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".peers/venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
