@@ -22,7 +22,8 @@
 //!    surfaces never import each other.
 //! 4. [`app`]: the one assembly of the shared handles ([`app::AppState`]).
 //!    [`orchestrate`]: the recipe loop, as a stream of events.
-//! 5. [`inference`]: the inferencer registry and the backend seam (relay,
+//! 5. [`conversations`]: the conversation handle table (durable).
+//!    [`inference`]: the inferencer registry and the backend seam (relay,
 //!    typed answer, typed event stream). [`tools`]: the MCP client side —
 //!    downstream connections, the child guard, health, the aggregated
 //!    namespace (`tools::catalog`) and what travels back up a proxied call
@@ -36,6 +37,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod conversations;
 pub mod examples;
 pub mod http;
 pub mod inference;

@@ -121,6 +121,10 @@ pub struct Settings {
     pub token: Option<Secret>,
     /// `$XDG_RUNTIME_DIR`, else `/tmp`: the socket and the address file.
     pub runtime_dir: PathBuf,
+    /// Where durable state (the conversation handle table) lives:
+    /// `$WOOLLAMA_STATE_DIR`, else `$XDG_STATE_HOME/woollama`, else
+    /// `~/.local/state/woollama` (DESIGN decision 4).
+    pub state_dir: PathBuf,
     /// How long `/v1/models` waits for a discovering provider.
     pub discovery_timeout: Duration,
     /// How long shutdown waits for in-flight requests and streams.
@@ -189,6 +193,7 @@ impl Settings {
             address_explicit,
             token: env.non_empty("WOOLLAMA_TOKEN").map(Secret::new),
             runtime_dir: PathBuf::from(env.non_empty("XDG_RUNTIME_DIR").unwrap_or("/tmp")),
+            state_dir: state_dir(env),
             discovery_timeout,
             shutdown_grace,
             mcp_connect_timeout,
@@ -214,6 +219,16 @@ impl Settings {
     pub fn addr_file(&self) -> PathBuf {
         self.runtime_dir.join("woollama.addr")
     }
+}
+
+fn state_dir(env: &Env) -> PathBuf {
+    if let Some(d) = env.non_empty("WOOLLAMA_STATE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = env.non_empty("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("woollama");
+    }
+    PathBuf::from(env.non_empty("HOME").unwrap_or("/tmp")).join(".local/state/woollama")
 }
 
 fn default_address() -> BindTarget {

@@ -1,0 +1,187 @@
+//! Conversations: the handle table (DESIGN decisions 4 and 8).
+//!
+//! woollama never stores a conversation's messages: they live in the backend
+//! that owns the conversation (an external store, Claude's session, a hosted
+//! agent). What woollama keeps is a *handle* per conversation — which
+//! backend, the backend's own id, status, the caller's key, title, metadata,
+//! timestamps — and which conversation each response id belongs to, so that
+//! `previous_response_id` resolves.
+//!
+//! The table is durable by default: a file under the state dir (`file`),
+//! written atomically with mode 0600, that survives a restart and a
+//! `kill -9` mid-write. Listings are ordered by creation; ids are stable.
+//! The table is an enum over its implementations (the file now; Redis, for
+//! instances that share conversations, beside it), so callers never see
+//! which one runs.
+
+mod file;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use file::FileTable;
+
+/// A conversation's state, as clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Idle,
+    Busy,
+    AwaitingInput,
+    Dead,
+}
+
+/// One conversation's handle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handle {
+    /// `conv_<32 hex>`.
+    pub id: String,
+    /// The state-owning backend (`store-backed`, `claude-resume`,
+    /// `managed-agents`); `None` until the first turn names a model.
+    pub backend: Option<String>,
+    /// The model as the client named it.
+    pub model: Option<String>,
+    /// The backend's own id for the conversation (created lazily).
+    pub native_id: Option<String>,
+    pub status: Status,
+    /// The caller's own key (create-or-attach).
+    pub key: Option<String>,
+    pub title: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// Creation order (ties in `created_at` broken by it).
+    pub seq: u64,
+}
+
+impl Handle {
+    /// A new handle with a fresh id.
+    pub fn new(model: Option<String>, backend: Option<String>) -> Self {
+        let now = crate::wire::now();
+        Self {
+            id: format!("conv_{}", uuid::Uuid::new_v4().simple()),
+            backend,
+            model,
+            native_id: None,
+            status: Status::Idle,
+            key: None,
+            title: None,
+            metadata: Map::new(),
+            created_at: now,
+            updated_at: now,
+            seq: 0,
+        }
+    }
+
+    /// The conversation object clients get (OpenAI's fields, and ours).
+    pub fn object(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "object": "conversation",
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "metadata": self.metadata,
+            "backend": self.backend,
+            "model": self.model,
+            "status": self.status,
+            "title": self.title,
+            "key": self.key,
+        })
+    }
+}
+
+/// Oldest or newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub data: Vec<Handle>,
+    pub has_more: bool,
+}
+
+/// Why the table could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown conversation '{0}'")]
+    UnknownConversation(String),
+    #[error("unknown `after` cursor '{0}': it names no conversation")]
+    UnknownCursor(String),
+    #[error(
+        "cannot {what} the conversation table at {}: {source} (check that WOOLLAMA_STATE_DIR / XDG_STATE_HOME points at a writable directory)",
+        .path.display()
+    )]
+    Storage {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the conversation table at {} is not readable JSON: {detail}; move it aside to start afresh", .path.display())]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+/// The handle table.
+#[derive(Debug, Clone)]
+pub enum Table {
+    File(FileTable),
+}
+
+impl Table {
+    /// The durable default: `<state dir>/conversations.json`.
+    pub fn open(state_dir: &std::path::Path) -> Result<Self, Error> {
+        Ok(Table::File(FileTable::open(state_dir)?))
+    }
+
+    /// Adds `handle`, or — when its `key` names an existing conversation —
+    /// returns that one; `true` when it was created.
+    pub async fn create(&self, handle: Handle) -> Result<(Handle, bool), Error> {
+        match self {
+            Table::File(t) => t.create(handle),
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Handle, Error> {
+        match self {
+            Table::File(t) => t.get(id),
+        }
+    }
+
+    /// A page of at most `limit` handles after the one named `after`.
+    pub async fn list(
+        &self,
+        order: Order,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, Error> {
+        match self {
+            Table::File(t) => t.list(order, after, limit),
+        }
+    }
+
+    /// Changes a handle; its `updated_at` moves.
+    pub async fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Handle),
+    ) -> Result<Handle, Error> {
+        match self {
+            Table::File(t) => t.update(id, change),
+        }
+    }
+
+    /// Forgets a handle.
+    pub async fn delete(&self, id: &str) -> Result<Handle, Error> {
+        match self {
+            Table::File(t) => t.delete(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
