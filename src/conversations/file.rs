@@ -6,7 +6,10 @@
 //! reader, a restart or a `kill -9` mid-write sees the old table or the new
 //! one, never half of either. The state dir is created 0700. A table is a
 //! person's conversations: small, so writing it whole is cheaper than it
-//! sounds, and the writes are short enough to do under the lock.
+//! sounds, and the writes are short enough to do under the lock. (They are
+//! blocking I/O: whoever wires the table to a route calls it from
+//! `spawn_blocking` or keeps to small tables.) A state dir woollama creates
+//! is 0700; an existing one keeps its mode.
 
 use std::fs;
 use std::io::Write as _;
@@ -113,6 +116,9 @@ impl FileTable {
         let mut state = self.lock();
         let before = serde_json::to_value(&*state).ok();
         let out = change(&mut state)?;
+        if serde_json::to_value(&*state).ok() == before {
+            return Ok(out); // nothing changed: nothing to write
+        }
         if let Err(e) = self.persist(&state) {
             if let Some(old) = before.and_then(|v| serde_json::from_value(v).ok()) {
                 *state = old;

@@ -207,16 +207,18 @@ impl ApiError {
     /// The error as one SSE `data:` frame, for a stream that already
     /// started: an upstream's own JSON error as it came, else ours.
     pub fn stream_frame(&self) -> Bytes {
-        let payload = match self.answer() {
-            Answer::Relayed { body, .. }
-                if serde_json::from_slice::<serde_json::Value>(&body).is_ok() =>
-            {
-                body.to_vec()
-            }
-            Answer::Own(StatusCode::INTERNAL_SERVER_ERROR, _) => {
+        let relayed = match self.answer() {
+            Answer::Relayed { body, .. } => serde_json::from_slice::<serde_json::Value>(&body).ok(),
+            Answer::Own(..) => None,
+        };
+        let payload = match (relayed, self.answer()) {
+            // Written back compactly: a pretty-printed body would break the
+            // one-line `data:` frame.
+            (Some(json), _) => json.to_string().into_bytes(),
+            (None, Answer::Own(StatusCode::INTERNAL_SERVER_ERROR, _)) => {
                 wire::error_body(&self.to_string(), SERVER)
             }
-            _ => wire::error_body(&self.to_string(), UPSTREAM),
+            (None, _) => wire::error_body(&self.to_string(), UPSTREAM),
         };
         Bytes::from(wire::sse_raw(&payload))
     }

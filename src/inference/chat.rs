@@ -259,12 +259,10 @@ impl Registry {
         Ok((resp, timeout))
     }
 
-    /// One non-streamed chat turn (`body` complete, `model` bare): the
-    /// `chat.completion` the upstream answered, read whole (bounded by
-    /// `openai::RESPONSE_LIMIT`).
-    /// An Ollama request asking for a context size (`options.num_ctx`)
-    /// goes to the native API.
-    pub async fn complete(&self, inf: &Inferencer, body: &Value) -> Result<Value, Error> {
+    /// [`Registry::complete`], except that an Ollama request asking for a
+    /// context size (`options.num_ctx`) goes to the native API, as on
+    /// pass-through (the Responses route uses it).
+    pub async fn answer(&self, inf: &Inferencer, body: &Value) -> Result<Value, Error> {
         if let Value::Object(map) = body
             && inf.speaks_ollama()
             && ollama::wants_native(map)
@@ -274,6 +272,13 @@ impl Registry {
                 .native_answer(inf, model, map, &ChunkHead::new(model))
                 .await;
         }
+        self.complete(inf, body).await
+    }
+
+    /// One non-streamed chat turn (`body` complete, `model` bare): the
+    /// `chat.completion` the upstream answered, read whole (bounded by
+    /// `openai::RESPONSE_LIMIT`).
+    pub async fn complete(&self, inf: &Inferencer, body: &Value) -> Result<Value, Error> {
         let (resp, timeout) = self.turn(inf, body, false).await?;
         let url = inf.url(Endpoint::Chat.path());
         let bytes = openai::read_body(inf, &url, resp, timeout).await?;
@@ -297,7 +302,7 @@ impl Registry {
             Some((
                 bytes,
                 DataLines::default(),
-                std::collections::VecDeque::new(),
+                std::collections::VecDeque::<Result<ChatEvent, Error>>::new(),
             )),
             move |state| {
                 let name = name.clone();
@@ -305,7 +310,9 @@ impl Registry {
                     let (mut bytes, mut lines, mut ready) = state?;
                     loop {
                         if let Some(item) = ready.pop_front() {
-                            return Some((item, Some((bytes, lines, ready))));
+                            // An error ends the stream.
+                            let rest = item.is_ok().then_some((bytes, lines, ready));
+                            return Some((item, rest));
                         }
                         let payloads = match bytes.next().await {
                             Some(Ok(chunk)) => lines.push(&chunk),
@@ -323,7 +330,7 @@ impl Registry {
                             let Ok(v) = serde_json::from_str::<Value>(data) else {
                                 continue;
                             };
-                            if v.get("error").is_some() {
+                            if v.get("error").is_some_and(|e| !e.is_null()) {
                                 ready.push_back(Err(Error::StreamFailed {
                                     inferencer: name.clone(),
                                     body: Bytes::from(data.to_string()),

@@ -18,9 +18,61 @@
 //!   functions are flattened to `<namespace>__<name>`; hosted tools
 //!   (`web_search`, …) that a chat backend cannot run are left out.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 use crate::http::error::RequestError;
+
+/// The client's tool names and the names a chat backend sees: a namespace
+/// flattened to `<namespace>__<name>`, characters chat backends refuse
+/// replaced by `_`. The model's calls are mapped back, so the client gets a
+/// `function_call` for the tool it declared.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// chat name → (namespace, the client's name).
+    to_client: HashMap<String, (Option<String>, String)>,
+}
+
+impl Names {
+    /// The chat name of a client's tool.
+    pub fn chat_name(namespace: Option<&str>, name: &str) -> String {
+        let full = match namespace.filter(|n| !n.is_empty()) {
+            Some(ns) => format!("{ns}__{name}"),
+            None => name.to_string(),
+        };
+        full.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+
+    /// The client's (namespace, name) for a name the model called.
+    pub fn client<'a>(&'a self, chat: &'a str) -> (Option<&'a str>, &'a str) {
+        match self.to_client.get(chat) {
+            Some((ns, name)) => (ns.as_deref(), name.as_str()),
+            None => (None, chat),
+        }
+    }
+
+    /// Records a tool; `false` when its chat name is another tool's.
+    fn add(&mut self, namespace: Option<&str>, name: &str) -> bool {
+        let chat = Names::chat_name(namespace, name);
+        let client = (namespace.map(str::to_string), name.to_string());
+        match self.to_client.get(&chat) {
+            Some(existing) => *existing == client,
+            None => {
+                self.to_client.insert(chat, client);
+                true
+            }
+        }
+    }
+}
 
 /// The chat request a Responses request becomes, and what the answer needs
 /// to echo.
@@ -33,6 +85,8 @@ pub struct Translated {
     pub client_tools: bool,
     /// Echoed on the response object.
     pub echo: Echo,
+    /// How the client's tool names map to the chat names.
+    pub names: Names,
 }
 
 /// The request fields a response object repeats.
@@ -87,10 +141,8 @@ pub fn translate(body: &Map<String, Value>) -> Result<Translated, RequestError> 
     {
         messages.push(json!({"role": "system", "content": text}));
     }
-    messages.extend(input_messages(body.get("input"))?);
 
     let mut chat = Map::new();
-    chat.insert("messages".into(), Value::Array(messages));
     for (from, to, expected, ok) in [
         (
             "temperature",
@@ -111,10 +163,13 @@ pub fn translate(body: &Map<String, Value>) -> Result<Translated, RequestError> 
             chat.insert(to.into(), v.clone());
         }
     }
+    let mut names = Names::default();
     let tools = match field(body, "tools", "an array of tools", Value::is_array)? {
-        Some(Value::Array(list)) => chat_tools(list)?,
+        Some(Value::Array(list)) => chat_tools(list, &mut names)?,
         _ => Vec::new(),
     };
+    messages.extend(input_messages(body.get("input"))?);
+    chat.insert("messages".into(), Value::Array(messages));
     let client_tools = !tools.is_empty();
     let tool_choice = field(body, "tool_choice", "a string or an object", |v| {
         v.is_string() || v.is_object()
@@ -151,6 +206,7 @@ pub fn translate(body: &Map<String, Value>) -> Result<Translated, RequestError> 
         stream,
         client_tools,
         echo,
+        names,
     })
 }
 
@@ -174,11 +230,15 @@ fn input_messages(input: Option<&Value>) -> Result<Vec<Value>, RequestError> {
         {
             "message" => out.push(message(item)),
             "function_call" => {
+                let name = Names::chat_name(
+                    item.get("namespace").and_then(Value::as_str),
+                    item.get("name").and_then(Value::as_str).unwrap_or(""),
+                );
                 let call = json!({
                     "id": item.get("call_id").or_else(|| item.get("id")).cloned().unwrap_or(Value::Null),
                     "type": "function",
                     "function": {
-                        "name": item.get("name").cloned().unwrap_or_else(|| json!("")),
+                        "name": name,
                         "arguments": item.get("arguments").cloned().unwrap_or_else(|| json!("{}")),
                     },
                 });
@@ -263,11 +323,11 @@ fn text_of(content: Option<&Value>) -> String {
 }
 
 /// The client's tools as chat tools.
-fn chat_tools(list: &[Value]) -> Result<Vec<Value>, RequestError> {
+fn chat_tools(list: &[Value], names: &mut Names) -> Result<Vec<Value>, RequestError> {
     let mut out = Vec::new();
     for tool in list {
         match tool.get("type").and_then(Value::as_str) {
-            Some("function") => out.push(function(tool, None)?),
+            Some("function") => out.push(function(tool, None, names)?),
             Some("namespace") => {
                 let prefix = tool.get("name").and_then(Value::as_str).unwrap_or("");
                 for inner in tool
@@ -282,7 +342,7 @@ fn chat_tools(list: &[Value]) -> Result<Vec<Value>, RequestError> {
                         .unwrap_or("function")
                         == "function"
                     {
-                        out.push(function(inner, Some(prefix))?);
+                        out.push(function(inner, Some(prefix), names)?);
                     }
                 }
             }
@@ -294,25 +354,22 @@ fn chat_tools(list: &[Value]) -> Result<Vec<Value>, RequestError> {
 
 /// One function tool (`{type, name, description, parameters, strict}`), its
 /// name prefixed by a namespace and made valid for chat backends.
-fn function(tool: &Value, namespace: Option<&str>) -> Result<Value, RequestError> {
+fn function(
+    tool: &Value,
+    namespace: Option<&str>,
+    names: &mut Names,
+) -> Result<Value, RequestError> {
     let name = tool
         .get("name")
         .and_then(Value::as_str)
         .ok_or(wrong("tools[].name", "a string"))?;
-    let name = match namespace.filter(|n| !n.is_empty()) {
-        Some(ns) => format!("{ns}__{name}"),
-        None => name.to_string(),
-    };
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    if !names.add(namespace, name) {
+        return Err(wrong(
+            "tools",
+            "tools whose names stay distinct once made valid for chat backends (letters, digits, `_`, `-`)",
+        ));
+    }
+    let name = Names::chat_name(namespace, name);
     let mut f = Map::new();
     f.insert("name".into(), Value::String(name));
     for key in ["description", "parameters", "strict"] {
@@ -327,7 +384,11 @@ fn function(tool: &Value, namespace: Option<&str>) -> Result<Value, RequestError
 fn chat_tool_choice(choice: &Value) -> Value {
     match choice.get("type").and_then(Value::as_str) {
         Some("function") => {
-            json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or(Value::Null)}})
+            let name = Names::chat_name(
+                choice.get("namespace").and_then(Value::as_str),
+                choice.get("name").and_then(Value::as_str).unwrap_or(""),
+            );
+            json!({"type": "function", "function": {"name": name}})
         }
         _ if choice.is_string() => choice.clone(),
         _ => json!("auto"),

@@ -49,9 +49,11 @@ pub async fn create(
         return Err(RequestError::NoStatefulBackend(model).into());
     }
     let request = input::translate(&body)?;
-    let head = Head::new(&model, request.echo.clone());
+    let head = Head::new(&model, request.echo.clone(), request.names.clone());
     match route(&model, |p| state.inference.contains(p)) {
         Route::Recipe(name) => recipe(&state, name, request, head).await,
+        // Hosted agents own their state: only stateful turns reach them.
+        Route::ClaudeAgent(_) => Err(RequestError::NoStatefulBackend(model).into()),
         _ => {
             let target = resolve(&state, &model, Endpoint::Chat)?;
             provider(&state, &target, request, head).await
@@ -72,7 +74,7 @@ async fn provider(
     if !request.stream {
         let completion = state
             .inference
-            .complete(&target.inf, &Value::Object(body))
+            .answer(&target.inf, &Value::Object(body))
             .await?;
         return Ok(Json(head.completed(&completion)).into_response());
     }

@@ -1,11 +1,13 @@
 //! The Responses answer: a `response` object built from a chat turn, and
 //! the streamed event sequence (contract §4.6, plus `response.in_progress`
-//! as OpenAI sends it, function-call items, `usage`, and `response.failed`
-//! — never `response.completed` — when the stream breaks off).
+//! as OpenAI sends it, function-call items under the client's own tool
+//! names, `usage`, `incomplete` when the answer was cut at the token limit,
+//! and `response.failed` — never `response.completed` — when the stream
+//! breaks off).
 
 use serde_json::{Map, Value, json};
 
-use super::input::Echo;
+use super::input::{Echo, Names};
 use crate::inference::ChatEvent;
 use crate::wire;
 
@@ -17,28 +19,35 @@ pub struct Head {
     /// The model as the client named it.
     pub model: String,
     pub echo: Echo,
+    /// The client's names for the tools the model calls.
+    pub names: Names,
 }
 
 impl Head {
-    pub fn new(model: &str, echo: Echo) -> Self {
+    pub fn new(model: &str, echo: Echo, names: Names) -> Self {
         Self {
             id: format!("resp_{}", uuid::Uuid::new_v4().simple()),
             created_at: wire::now(),
             model: model.to_string(),
             echo,
+            names,
         }
     }
 
     /// The response object with `status`, `output` and `usage`.
     pub fn response(&self, status: &str, output: Vec<Value>, usage: Value, error: Value) -> Value {
         let e = &self.echo;
+        let incomplete = match status {
+            "incomplete" => json!({"reason": "max_output_tokens"}),
+            _ => Value::Null,
+        };
         json!({
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
             "status": status,
             "error": error,
-            "incomplete_details": null,
+            "incomplete_details": incomplete,
             "instructions": e.instructions,
             "max_output_tokens": e.max_output_tokens,
             "metadata": e.metadata,
@@ -59,10 +68,27 @@ impl Head {
         })
     }
 
+    /// A `function_call` item under the client's name for the tool (and its
+    /// namespace, for a namespaced one).
+    fn call_item(&self, call: &Call, status: &str) -> Value {
+        let (namespace, name) = self.names.client(&call.name);
+        let mut item = json!({
+            "type": "function_call",
+            "id": call.id,
+            "call_id": call.call_id,
+            "name": name,
+            "arguments": call.arguments,
+            "status": status,
+        });
+        if let Some(ns) = namespace {
+            item["namespace"] = json!(ns);
+        }
+        item
+    }
+
     /// A whole (non-streamed) answer from a `chat.completion`.
     pub fn completed(&self, completion: &Value) -> Value {
         let message = completion.pointer("/choices/0/message");
-        let mut output = Vec::new();
         let text = message
             .and_then(|m| m.get("content"))
             .and_then(Value::as_str)
@@ -70,28 +96,41 @@ impl Head {
         let calls = message
             .and_then(|m| m.get("tool_calls"))
             .and_then(Value::as_array);
+        let mut output = Vec::new();
         if !text.is_empty() || calls.is_none_or(|c| c.is_empty()) {
             output.push(message_item(&item_id("msg"), text, "completed"));
         }
         for call in calls.into_iter().flatten() {
-            output.push(call_item(
-                &item_id("fc"),
-                call.get("id").and_then(Value::as_str).unwrap_or(""),
-                call.pointer("/function/name")
+            let text = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or("");
+            let c = Call::new(Some(text("/id")), Some(text("/function/name")));
+            let c = Call {
+                arguments: call
+                    .pointer("/function/arguments")
                     .and_then(Value::as_str)
-                    .unwrap_or(""),
-                call.pointer("/function/arguments")
-                    .and_then(Value::as_str)
-                    .unwrap_or("{}"),
-                "completed",
-            ));
+                    .unwrap_or("{}")
+                    .to_string(),
+                ..c
+            };
+            output.push(self.call_item(&c, "completed"));
         }
+        let finish = completion
+            .pointer("/choices/0/finish_reason")
+            .and_then(Value::as_str);
         self.response(
-            "completed",
+            status_of(finish),
             output,
             usage(completion.get("usage")),
             Value::Null,
         )
+    }
+}
+
+/// A response's status from the chat turn's finish reason: an answer cut at
+/// the token limit is `incomplete`, never passed off as whole.
+fn status_of(finish: Option<&str>) -> &'static str {
+    match finish {
+        Some("length") => "incomplete",
+        _ => "completed",
     }
 }
 
@@ -112,10 +151,6 @@ fn text_part(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
 }
 
-fn call_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
-    json!({"type": "function_call", "id": id, "call_id": call_id, "name": name, "arguments": arguments, "status": status})
-}
-
 /// Chat `usage` in the Responses shape (null without one).
 pub fn usage(chat: Option<&Value>) -> Value {
     let Some(u) = chat.filter(|u| u.is_object()) else {
@@ -132,6 +167,32 @@ pub fn usage(chat: Option<&Value>) -> Value {
     })
 }
 
+/// One tool call of the answer.
+#[derive(Debug, Clone)]
+struct Call {
+    /// The item's id (`fc_…`).
+    id: String,
+    /// The id the upstream minted, or one made up: unique, so a later turn's
+    /// `function_call_output` finds its call.
+    call_id: String,
+    /// The name the model called (the chat name).
+    name: String,
+    arguments: String,
+}
+
+impl Call {
+    fn new(call_id: Option<&str>, name: Option<&str>) -> Self {
+        Self {
+            id: item_id("fc"),
+            call_id: call_id
+                .filter(|i| !i.is_empty())
+                .map_or_else(|| item_id("call"), str::to_string),
+            name: name.unwrap_or("").to_string(),
+            arguments: String::new(),
+        }
+    }
+}
+
 /// One output item being streamed.
 #[derive(Debug)]
 enum Item {
@@ -140,11 +201,9 @@ enum Item {
         text: String,
     },
     Call {
-        id: String,
-        call_id: String,
-        name: String,
-        arguments: String,
+        call: Call,
         index: u64,
+        minted: bool,
     },
 }
 
@@ -156,6 +215,14 @@ pub struct Events {
     seq: u64,
     items: Vec<Item>,
     usage: Value,
+    finish: Option<String>,
+}
+
+fn object(pairs: Value) -> Map<String, Value> {
+    match pairs {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
 }
 
 impl Events {
@@ -165,6 +232,7 @@ impl Events {
             seq: 0,
             items: Vec::new(),
             usage: Value::Null,
+            finish: None,
         }
     }
 
@@ -178,27 +246,16 @@ impl Events {
         out.extend(wire::sse_data(&payload));
     }
 
-    fn object(pairs: Value) -> Map<String, Value> {
-        match pairs {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
-    }
-
     /// `response.created` and `response.in_progress`.
     pub fn start(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         let r = self
             .head
             .response("in_progress", Vec::new(), Value::Null, Value::Null);
-        self.frame(
-            "response.created",
-            Self::object(json!({"response": r})),
-            &mut out,
-        );
+        self.frame("response.created", object(json!({"response": r})), &mut out);
         self.frame(
             "response.in_progress",
-            Self::object(json!({"response": r})),
+            object(json!({"response": r})),
             &mut out,
         );
         out
@@ -208,59 +265,79 @@ impl Events {
     pub fn push(&mut self, event: ChatEvent) -> Vec<u8> {
         let mut out = Vec::new();
         match event {
-            ChatEvent::Delta(text) => {
-                let index = match self
-                    .items
-                    .iter()
-                    .position(|i| matches!(i, Item::Message { .. }))
-                {
-                    Some(i) => i,
-                    None => self.open_message(&mut out),
-                };
-                if let Item::Message { id, text: all } = &mut self.items[index] {
-                    all.push_str(&text);
-                    let id = id.clone();
-                    self.frame(
-                        "response.output_text.delta",
-                        Self::object(json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text, "logprobs": []})),
-                        &mut out,
-                    );
-                }
-            }
+            ChatEvent::Delta(text) => self.delta(text, &mut out),
             ChatEvent::ToolCall {
-                index: call,
+                index,
                 id,
                 name,
                 arguments,
-            } => {
-                let pos = self
-                    .items
-                    .iter()
-                    .position(|i| matches!(i, Item::Call { index, .. } if *index == call));
-                let pos = match pos {
-                    Some(p) => p,
-                    None => self.open_call(call, id, name, &mut out),
-                };
-                if let Item::Call {
-                    id, arguments: all, ..
-                } = &mut self.items[pos]
-                    && !arguments.is_empty()
-                {
-                    all.push_str(&arguments);
-                    let id = id.clone();
-                    self.frame(
-                        "response.function_call_arguments.delta",
-                        Self::object(
-                            json!({"item_id": id, "output_index": pos, "delta": arguments}),
-                        ),
-                        &mut out,
-                    );
-                }
-            }
+            } => self.call_fragment(index, id, name, arguments, &mut out),
             ChatEvent::Usage(u) => self.usage = usage(Some(&u)),
-            ChatEvent::Id(_) | ChatEvent::Finish(_) => {}
+            ChatEvent::Finish(f) => self.finish = Some(f),
+            ChatEvent::Id(_) => {}
         }
         out
+    }
+
+    fn delta(&mut self, text: String, out: &mut Vec<u8>) {
+        let index = match self
+            .items
+            .iter()
+            .position(|i| matches!(i, Item::Message { .. }))
+        {
+            Some(i) => i,
+            None => self.open_message(out),
+        };
+        if let Item::Message { id, text: all } = &mut self.items[index] {
+            all.push_str(&text);
+            let id = id.clone();
+            self.frame(
+                "response.output_text.delta",
+                object(json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text, "logprobs": []})),
+                out,
+            );
+        }
+    }
+
+    fn call_fragment(
+        &mut self,
+        index: u64,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+        out: &mut Vec<u8>,
+    ) {
+        let found = self
+            .items
+            .iter()
+            .position(|i| matches!(i, Item::Call { index: n, .. } if *n == index));
+        let pos = match found {
+            Some(p) => p,
+            None => self.open_call(index, id.as_deref(), name.as_deref(), out),
+        };
+        let Item::Call { call, minted, .. } = &mut self.items[pos] else {
+            return;
+        };
+        // An id or a name that comes after the first fragment.
+        if call.name.is_empty()
+            && let Some(n) = name
+        {
+            call.name = n;
+        }
+        if *minted && let Some(i) = id.filter(|i| !i.is_empty()) {
+            call.call_id = i;
+            *minted = false;
+        }
+        if arguments.is_empty() {
+            return;
+        }
+        call.arguments.push_str(&arguments);
+        let item_id = call.id.clone();
+        self.frame(
+            "response.function_call_arguments.delta",
+            object(json!({"item_id": item_id, "output_index": pos, "delta": arguments})),
+            out,
+        );
     }
 
     fn open_message(&mut self, out: &mut Vec<u8>) -> usize {
@@ -268,14 +345,12 @@ impl Events {
         let index = self.items.len();
         self.frame(
             "response.output_item.added",
-            Self::object(
-                json!({"output_index": index, "item": message_item(&id, "", "in_progress")}),
-            ),
+            object(json!({"output_index": index, "item": message_item(&id, "", "in_progress")})),
             out,
         );
         self.frame(
             "response.content_part.added",
-            Self::object(json!({"item_id": id, "output_index": index, "content_index": 0, "part": text_part("")})),
+            object(json!({"item_id": id, "output_index": index, "content_index": 0, "part": text_part("")})),
             out,
         );
         self.items.push(Item::Message {
@@ -288,31 +363,31 @@ impl Events {
     fn open_call(
         &mut self,
         index: u64,
-        call_id: Option<String>,
-        name: Option<String>,
+        id: Option<&str>,
+        name: Option<&str>,
         out: &mut Vec<u8>,
     ) -> usize {
-        let id = item_id("fc");
+        let call = Call::new(id, name);
+        let minted = id.is_none_or(str::is_empty);
         let pos = self.items.len();
-        let call_id = call_id.unwrap_or_else(|| format!("call_{index}"));
-        let name = name.unwrap_or_default();
+        let item = self.head.call_item(&call, "in_progress");
         self.frame(
             "response.output_item.added",
-            Self::object(json!({"output_index": pos, "item": call_item(&id, &call_id, &name, "", "in_progress")})),
+            object(json!({"output_index": pos, "item": item})),
             out,
         );
         self.items.push(Item::Call {
-            id,
-            call_id,
-            name,
-            arguments: String::new(),
+            call,
             index,
+            minted,
         });
         pos
     }
 
-    /// Closes every item and sends `response.completed`. `usage` (a chat
-    /// `usage`), when given, wins over what the stream carried.
+    /// Closes every item and sends `response.completed` (or
+    /// `response.incomplete` for an answer cut at the token limit).
+    /// `usage_from` (a chat `usage`), when given, wins over what the stream
+    /// carried.
     pub fn finish(&mut self, usage_from: Option<&Value>) -> Vec<u8> {
         let mut out = Vec::new();
         if self.items.is_empty() {
@@ -325,34 +400,29 @@ impl Events {
                 Item::Message { id, text } => {
                     self.frame(
                         "response.output_text.done",
-                        Self::object(json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []})),
+                        object(json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []})),
                         &mut out,
                     );
                     self.frame(
                         "response.content_part.done",
-                        Self::object(json!({"item_id": id, "output_index": index, "content_index": 0, "part": text_part(text)})),
+                        object(json!({"item_id": id, "output_index": index, "content_index": 0, "part": text_part(text)})),
                         &mut out,
                     );
                     message_item(id, text, "completed")
                 }
-                Item::Call {
-                    id,
-                    call_id,
-                    name,
-                    arguments,
-                    ..
-                } => {
+                Item::Call { call, .. } => {
+                    let item = self.head.call_item(call, "completed");
                     self.frame(
                         "response.function_call_arguments.done",
-                        Self::object(json!({"item_id": id, "output_index": index, "name": name, "arguments": arguments})),
+                        object(json!({"item_id": call.id, "output_index": index, "name": item["name"], "arguments": call.arguments})),
                         &mut out,
                     );
-                    call_item(id, call_id, name, arguments, "completed")
+                    item
                 }
             };
             self.frame(
                 "response.output_item.done",
-                Self::object(json!({"output_index": index, "item": done})),
+                object(json!({"output_index": index, "item": done})),
                 &mut out,
             );
             output.push(done);
@@ -360,14 +430,16 @@ impl Events {
         if let Some(u) = usage_from.filter(|u| u.is_object()) {
             self.usage = usage(Some(u));
         }
+        let status = status_of(self.finish.as_deref());
         let r = self
             .head
-            .response("completed", output, self.usage.clone(), Value::Null);
-        self.frame(
-            "response.completed",
-            Self::object(json!({"response": r})),
-            &mut out,
-        );
+            .response(status, output, self.usage.clone(), Value::Null);
+        let kind = if status == "incomplete" {
+            "response.incomplete"
+        } else {
+            "response.completed"
+        };
+        self.frame(kind, object(json!({"response": r})), &mut out);
         out
     }
 
@@ -377,7 +449,7 @@ impl Events {
         let mut out = Vec::new();
         self.frame(
             "error",
-            Self::object(json!({"code": code, "message": message, "param": null})),
+            object(json!({"code": code, "message": message, "param": null})),
             &mut out,
         );
         let output: Vec<Value> = self
@@ -385,13 +457,7 @@ impl Events {
             .iter()
             .map(|i| match i {
                 Item::Message { id, text } => message_item(id, text, "incomplete"),
-                Item::Call {
-                    id,
-                    call_id,
-                    name,
-                    arguments,
-                    ..
-                } => call_item(id, call_id, name, arguments, "incomplete"),
+                Item::Call { call, .. } => self.head.call_item(call, "incomplete"),
             })
             .collect();
         let r = self.head.response(
@@ -400,11 +466,7 @@ impl Events {
             self.usage.clone(),
             json!({"code": code, "message": message}),
         );
-        self.frame(
-            "response.failed",
-            Self::object(json!({"response": r})),
-            &mut out,
-        );
+        self.frame("response.failed", object(json!({"response": r})), &mut out);
         out
     }
 }
@@ -412,6 +474,18 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Events {
+        /// The call id a fresh call without an upstream id gets.
+        fn open_call_id(mut self) -> String {
+            let mut out = Vec::new();
+            self.open_call(0, None, None, &mut out);
+            match &self.items[0] {
+                Item::Call { call, .. } => call.call_id.clone(),
+                Item::Message { .. } => String::new(),
+            }
+        }
+    }
 
     fn kinds(bytes: &[u8]) -> Vec<(String, u64)> {
         String::from_utf8_lossy(bytes)
@@ -429,7 +503,7 @@ mod tests {
 
     #[test]
     fn a_streamed_turn_with_text_and_a_call() {
-        let mut e = Events::new(Head::new("mock/m", Echo::default()));
+        let mut e = Events::new(Head::new("mock/m", Echo::default(), Names::default()));
         let mut out = e.start();
         out.extend(e.push(ChatEvent::Delta("Let me ".into())));
         out.extend(e.push(ChatEvent::Delta("add.".into())));
@@ -482,7 +556,7 @@ mod tests {
 
     #[test]
     fn a_broken_stream_ends_failed_never_completed() {
-        let mut e = Events::new(Head::new("m", Echo::default()));
+        let mut e = Events::new(Head::new("m", Echo::default(), Names::default()));
         let mut out = e.start();
         out.extend(e.push(ChatEvent::Delta("half".into())));
         out.extend(e.fail("upstream_error", "the stream broke off"));
@@ -493,8 +567,61 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_answer_is_incomplete_and_calls_keep_the_clients_names() {
+        let t = super::super::input::translate(
+            &serde_json::from_value(json!({"tools": [
+                {"type": "namespace", "name": "fs", "tools": [{"type": "function", "name": "read.file"}]}
+            ]}))
+            .expect("object"),
+        )
+        .expect("translates");
+        let head = Head::new("m", Echo::default(), t.names);
+        let r = head.completed(&json!({"choices": [{"finish_reason": "length", "message": {"content": "Once upon",
+            "tool_calls": [{"type": "function", "function": {"name": "fs__read_file", "arguments": "{}"}}]}}]}));
+        assert_eq!(r["status"], "incomplete");
+        assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
+        let call = &r["output"][1];
+        assert_eq!(
+            (&call["name"], &call["namespace"]),
+            (&json!("read.file"), &json!("fs"))
+        );
+        assert!(
+            call["call_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("call_") && c.len() > 10),
+            "{call}"
+        );
+        // Streamed: the same, and made-up call ids never repeat.
+        let mut e = Events::new(head.clone());
+        let mut out = e.start();
+        out.extend(e.push(ChatEvent::ToolCall {
+            index: 0,
+            id: None,
+            name: None,
+            arguments: "{".into(),
+        }));
+        out.extend(e.push(ChatEvent::ToolCall {
+            index: 0,
+            id: None,
+            name: Some("fs__read_file".into()),
+            arguments: "}".into(),
+        }));
+        out.extend(e.push(ChatEvent::Finish("length".into())));
+        out.extend(e.finish(None));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("event: response.incomplete"), "{text}");
+        assert!(!text.contains("response.completed"), "{text}");
+        let last: Value =
+            serde_json::from_str(text.rsplit("data: ").next().unwrap_or("").trim()).expect("json");
+        let item = &last["response"]["output"][0];
+        assert_eq!(item["name"], "read.file");
+        let again = Events::new(head).open_call_id();
+        assert_ne!(item["call_id"], json!(again));
+    }
+
+    #[test]
     fn a_whole_answer_with_calls() {
-        let head = Head::new("woollama/r", Echo::default());
+        let head = Head::new("woollama/r", Echo::default(), Names::default());
         let r = head.completed(&json!({"choices": [{"message": {"role": "assistant", "content": null,
             "tool_calls": [{"id": "call_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}));
