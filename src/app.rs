@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Env};
+use crate::conversations::Table;
 use crate::inference::{self, Registry, Timeouts};
 use crate::tools::{McpSettings, Reserved, ToolRegistry};
 
@@ -78,6 +79,8 @@ pub struct AppState {
     pub inference: Registry,
     /// The MCP downstreams.
     pub tools: ToolRegistry,
+    /// The conversation handle table (durable, under the state dir).
+    pub conversations: Table,
     /// Process start, seconds since the epoch (the `created` of listed models).
     pub started: u64,
     /// Cancelled when woollama shuts down: long-lived streams (MCP SSE) end
@@ -104,10 +107,12 @@ impl AppState {
         );
         let inference =
             Registry::new(&config.inferencers, env, client).with_timeouts(options.timeouts);
+        let conversations = Table::open_or_unavailable(&config.settings.state_dir);
         Ok(Self {
             config,
             inference,
             tools,
+            conversations,
             started: crate::wire::now(),
             shutdown: CancellationToken::new(),
         })

@@ -1,6 +1,7 @@
 //! `POST /v1/responses` (stateless) with the official Python `openai` SDK as
 //! the client: text, streams, a client function tool round trip, a recipe,
-//! refusals, and a stream that breaks off — against the scripted mock.
+//! refusals, and a stream that breaks off — against the scripted mock; and
+//! `/v1/conversations` handles, through the SDK and over raw HTTP.
 
 mod common;
 
@@ -55,7 +56,7 @@ async fn the_openai_sdk_holds_stateless_responses() {
         out.status.success(),
         "the SDK script failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("17 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("23 passed, 0 failed"), "{stdout}");
 
     // What the upstream was sent: instructions as the system message, the
     // tool round trip as chat tool calls and a tool message, usage asked for
@@ -84,4 +85,76 @@ async fn the_openai_sdk_holds_stateless_responses() {
     );
     assert_eq!(sent[5].body["messages"][0]["content"], "You are plain.");
     assert!(sent[5].body.get("tools").is_none());
+}
+
+/// Handles live in the state dir: a second app on the same dir (a restart)
+/// lists them in creation order, pages them, attaches by key; a conversation
+/// that names a model is refused until a state-owning backend exists.
+#[tokio::test]
+async fn conversation_handles_page_attach_and_survive_a_restart() {
+    let mock = Mock::start().await;
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = state.path().to_string_lossy().to_string();
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_STATE_DIR", &dir)
+        .start()
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (status, v) = common::json(
+            app.post("/v1/conversations", json!({"title": format!("chat {i}")}))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        ids.push(v["id"].as_str().expect("id").to_string());
+    }
+    let (status, keyed) = common::json(
+        app.post("/v1/conversations", json!({"key": "ticket-7"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, again) = common::json(
+        app.post("/v1/conversations", json!({"key": "ticket-7"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(again["id"], keyed["id"]);
+    let refused = app
+        .post("/v1/conversations", json!({"model": "mock/m"}))
+        .await;
+    let msg = common::expect_error(refused, 501, "not_implemented").await;
+    assert!(msg.contains("no stateful backend"), "{msg}");
+    drop(app);
+
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_STATE_DIR", &dir)
+        .start()
+        .await;
+    let (_, page) = common::json(app.get("/v1/conversations?limit=2").await).await;
+    let listed: Vec<&str> = page["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(listed, [ids[0].as_str(), ids[1].as_str()], "{page}");
+    assert_eq!(page["has_more"], true);
+    let (_, rest) = common::json(
+        app.get(&format!("/v1/conversations?limit=2&after={}", ids[1]))
+            .await,
+    )
+    .await;
+    assert_eq!(rest["data"][0]["id"], ids[2].as_str());
+    assert_eq!(rest["data"][1]["id"], keyed["id"]);
+    assert_eq!(rest["has_more"], false);
+    let (_, newest) = common::json(app.get("/v1/conversations?order=desc&limit=1").await).await;
+    assert_eq!(newest["data"][0]["id"], keyed["id"]);
+    let bad = app.get("/v1/conversations?limit=500").await;
+    let msg = common::expect_error(bad, 400, "invalid_request_error").await;
+    assert!(msg.contains("`limit`"), "{msg}");
+    let gone = app.get("/v1/conversations/conv_nope").await;
+    common::expect_error(gone, 404, "not_found").await;
 }

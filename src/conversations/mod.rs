@@ -124,12 +124,16 @@ pub enum Error {
     },
     #[error("the conversation table at {} is not readable JSON: {detail}; move it aside to start afresh", .path.display())]
     Corrupt { path: PathBuf, detail: String },
+    #[error("conversations are unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The handle table.
 #[derive(Debug, Clone)]
 pub enum Table {
     File(FileTable),
+    /// The table could not be opened (why): every call says so.
+    Unavailable(std::sync::Arc<str>),
 }
 
 impl Table {
@@ -138,47 +142,52 @@ impl Table {
         Ok(Table::File(FileTable::open(state_dir)?))
     }
 
+    /// [`Table::open`], or a table that answers every call with why it could
+    /// not be opened (logged once): woollama still starts.
+    pub fn open_or_unavailable(state_dir: &std::path::Path) -> Self {
+        Table::open(state_dir).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            Table::Unavailable(e.to_string().into())
+        })
+    }
+
     /// Adds `handle`, or — when its `key` names an existing conversation —
     /// returns that one; `true` when it was created.
-    pub async fn create(&self, handle: Handle) -> Result<(Handle, bool), Error> {
+    pub fn create(&self, handle: Handle) -> Result<(Handle, bool), Error> {
         match self {
             Table::File(t) => t.create(handle),
+            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
         }
     }
 
-    pub async fn get(&self, id: &str) -> Result<Handle, Error> {
+    pub fn get(&self, id: &str) -> Result<Handle, Error> {
         match self {
             Table::File(t) => t.get(id),
+            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
         }
     }
 
     /// A page of at most `limit` handles after the one named `after`.
-    pub async fn list(
-        &self,
-        order: Order,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page, Error> {
+    pub fn list(&self, order: Order, after: Option<&str>, limit: usize) -> Result<Page, Error> {
         match self {
             Table::File(t) => t.list(order, after, limit),
+            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
         }
     }
 
     /// Changes a handle; its `updated_at` moves.
-    pub async fn update(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut Handle),
-    ) -> Result<Handle, Error> {
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Handle)) -> Result<Handle, Error> {
         match self {
             Table::File(t) => t.update(id, change),
+            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
         }
     }
 
     /// Forgets a handle.
-    pub async fn delete(&self, id: &str) -> Result<Handle, Error> {
+    pub fn delete(&self, id: &str) -> Result<Handle, Error> {
         match self {
             Table::File(t) => t.delete(id),
+            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
         }
     }
 }

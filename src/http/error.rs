@@ -17,7 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use crate::{inference, orchestrate, wire};
+use crate::{conversations, inference, orchestrate, wire};
 
 /// A request the HTTP surface refuses, by cause.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,7 @@ pub enum RequestError {
     )]
     ClientToolsWithRecipe(String),
     #[error(
-        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/images/generations, /mcp)"
+        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/responses, /v1/conversations, /v1/embeddings, /v1/images/generations, /mcp)"
     )]
     NoRoute { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
@@ -104,6 +104,8 @@ pub enum ApiError {
     Inference(#[from] inference::Error),
     #[error(transparent)]
     Recipe(#[from] orchestrate::Error),
+    #[error(transparent)]
+    Conversation(#[from] conversations::Error),
 }
 
 /// What an error is answered with.
@@ -180,12 +182,24 @@ fn recipe(e: &orchestrate::Error) -> Answer {
     }
 }
 
+fn conversation(e: &conversations::Error) -> Answer {
+    use conversations::Error as E;
+    match e {
+        E::UnknownConversation(_) => Answer::Own(StatusCode::NOT_FOUND, "not_found"),
+        E::UnknownCursor(_) => Answer::Own(StatusCode::BAD_REQUEST, INVALID),
+        E::Storage { .. } | E::Corrupt { .. } | E::Unavailable(_) => {
+            Answer::Own(StatusCode::INTERNAL_SERVER_ERROR, SERVER)
+        }
+    }
+}
+
 impl ApiError {
     fn answer(&self) -> Answer {
         match self {
             ApiError::Request(e) => request(e),
             ApiError::Inference(e) => upstream(e),
             ApiError::Recipe(e) => recipe(e),
+            ApiError::Conversation(e) => conversation(e),
         }
     }
 

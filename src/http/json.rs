@@ -34,18 +34,22 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         if bytes.is_empty() {
             return Err(RequestError::EmptyBody.into());
         }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(other) => Err(RequestError::NotAnObject(match other {
-                Value::Array(_) => "an array",
-                Value::String(_) => "a string",
-                Value::Number(_) => "a number",
-                Value::Bool(_) => "a boolean",
-                _ => "null",
-            })
-            .into()),
-            Err(e) => Err(RequestError::NotJson(e.to_string()).into()),
-        }
+        Ok(JsonObject(object_of(&bytes)?))
+    }
+}
+
+/// A request body that must be a JSON object.
+pub fn object_of(bytes: &[u8]) -> Result<Map<String, Value>, RequestError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(RequestError::NotAnObject(match other {
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            _ => "null",
+        })),
+        Err(e) => Err(RequestError::NotJson(e.to_string())),
     }
 }
 

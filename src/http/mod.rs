@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod chat;
+mod conversations;
 pub mod error;
 pub mod json;
 mod keepalive;
@@ -41,6 +42,17 @@ pub fn router(state: AppState, mcp: Router) -> Router {
         .route("/v1/tools", get(tools::list))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/conversations",
+            post(conversations::create).get(conversations::list),
+        )
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::get)
+                .post(conversations::update)
+                .delete(conversations::delete),
+        )
+        .route("/v1/conversations/{id}/items", get(conversations::items))
         .route("/v1/embeddings", post(passthrough::embeddings))
         .route("/v1/images/generations", post(passthrough::images))
         .fallback(not_found)

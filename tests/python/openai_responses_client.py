@@ -105,4 +105,19 @@ try:
 except openai.BadRequestError as e:
     check("wrong type", "`temperature`" in str(e), str(e))
 
+# 10. Conversations: handles, created, read, updated, listed, deleted.
+conv = client.conversations.create(metadata={"topic": "soup"})
+check("conversation id", conv.id.startswith("conv_"), conv)
+check("conversation read", client.conversations.retrieve(conv.id).metadata == {"topic": "soup"}, conv)
+updated = client.conversations.update(conv.id, metadata={"topic": "stew"})
+check("conversation updated", updated.metadata == {"topic": "stew"}, updated)
+check("no items yet", list(client.conversations.items.list(conv.id)) == [], conv.id)
+deleted = client.conversations.delete(conv.id)
+check("conversation deleted", deleted.deleted and deleted.id == conv.id, deleted)
+try:
+    client.conversations.retrieve(conv.id)
+    check("deleted is gone", False, "no error")
+except openai.NotFoundError as e:
+    check("deleted is gone", "unknown conversation" in str(e), str(e))
+
 print(f"{passed} passed, 0 failed")

@@ -1,0 +1,205 @@
+//! `/v1/conversations` (contract §4.7; DESIGN decision 8): the handles of
+//! conversations whose state lives in a backend.
+//!
+//! - `POST /v1/conversations` — create (201), or attach by `key` (200);
+//!   `model` is optional, as in OpenAI's API, so the SDK's bare
+//!   `conversations.create()` works: such a conversation takes its backend
+//!   from its first turn.
+//! - `GET /v1/conversations` — oldest first by default; `order`, `limit`
+//!   (1–100, default 20) and `after` page it.
+//! - `GET|POST|DELETE /v1/conversations/{id}` — read, update `metadata` /
+//!   `title`, delete.
+//! - `GET /v1/conversations/{id}/items` — the conversation's items, from its
+//!   backend.
+//!
+//! No state-owning backend is built in yet (the store-backed, claude-resume
+//! and managed-agents backends come next): a conversation that names a
+//! model, or initial items, is answered 501, and a conversation without a
+//! backend has no items. The table calls are blocking file I/O, so they run
+//! on the blocking pool.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::error::{ApiError, RequestError};
+use super::json::JsonObject;
+use crate::conversations::{self, Handle, Order, Table};
+
+/// Runs a table call on the blocking pool.
+async fn table<T: Send + 'static>(
+    state: &AppState,
+    call: impl FnOnce(&Table) -> Result<T, conversations::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    let t = state.conversations.clone();
+    tokio::task::spawn_blocking(move || call(&t))
+        .await
+        .map_err(|e| ApiError::from(conversations::Error::Unavailable(e.to_string())))?
+        .map_err(ApiError::from)
+}
+
+fn string(body: &Map<String, Value>, field: &'static str) -> Result<Option<String>, RequestError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(RequestError::FieldType {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+fn metadata(body: &Map<String, Value>) -> Result<Option<Map<String, Value>>, RequestError> {
+    match body.get("metadata") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) if m.len() <= 16 => Ok(Some(m.clone())),
+        Some(_) => Err(RequestError::FieldType {
+            field: "metadata",
+            expected: "an object of at most 16 keys",
+        }),
+    }
+}
+
+/// `POST /v1/conversations`.
+pub async fn create(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The SDK's bare `conversations.create()` may send no body at all.
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        super::json::object_of(&body)?
+    };
+    let model = string(&body, "model")?;
+    if model.is_some() || string(&body, "backend")?.is_some() {
+        return Err(RequestError::NoStatefulBackend(model.unwrap_or_default()).into());
+    }
+    if body
+        .get("items")
+        .is_some_and(|i| i.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        return Err(RequestError::NoStatefulBackend("(initial items)".into()).into());
+    }
+    let mut handle = Handle::new(None, None);
+    handle.key = string(&body, "key")?;
+    handle.title = string(&body, "title")?;
+    handle.metadata = metadata(&body)?.unwrap_or_default();
+    let (handle, created) = table(&state, move |t| t.create(handle)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(handle.object())).into_response())
+}
+
+/// `order`, `limit` and `after` from a query string.
+fn paging(query: Option<&str>) -> Result<(Order, usize, Option<String>), RequestError> {
+    let (mut order, mut limit, mut after) = (Order::Asc, 20, None);
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "order" => {
+                order = match v.as_ref() {
+                    "asc" => Order::Asc,
+                    "desc" => Order::Desc,
+                    _ => {
+                        return Err(RequestError::FieldType {
+                            field: "order",
+                            expected: "`asc` or `desc`",
+                        });
+                    }
+                }
+            }
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or(RequestError::FieldType {
+                        field: "limit",
+                        expected: "a number from 1 to 100",
+                    })?;
+            }
+            "after" => after = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Ok((order, limit, after))
+}
+
+fn list_of(data: Vec<Value>, has_more: bool) -> Value {
+    let first = data.first().and_then(|v| v.get("id")).cloned();
+    let last = data.last().and_then(|v| v.get("id")).cloned();
+    json!({"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": has_more})
+}
+
+/// `GET /v1/conversations`.
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let (order, limit, after) = paging(query.as_deref())?;
+    let page = table(&state, move |t| t.list(order, after.as_deref(), limit)).await?;
+    let data = page.data.iter().map(Handle::object).collect();
+    Ok(Json(list_of(data, page.has_more)))
+}
+
+/// `GET /v1/conversations/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let h = table(&state, move |t| t.get(&id)).await?;
+    Ok(Json(h.object()))
+}
+
+/// `POST /v1/conversations/{id}`: `metadata` (replaced whole, as OpenAI
+/// does) and `title`.
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let metadata = metadata(&body)?;
+    let title = string(&body, "title")?;
+    let h = table(&state, move |t| {
+        t.update(&id, |h| {
+            if let Some(m) = metadata {
+                h.metadata = m;
+            }
+            if title.is_some() {
+                h.title = title;
+            }
+        })
+    })
+    .await?;
+    Ok(Json(h.object()))
+}
+
+/// `DELETE /v1/conversations/{id}`: the backend's teardown (none yet),
+/// then the handle.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let h = table(&state, move |t| t.delete(&id)).await?;
+    Ok(Json(
+        json!({"id": h.id, "object": "conversation.deleted", "deleted": true}),
+    ))
+}
+
+/// `GET /v1/conversations/{id}/items`: from the backend; a conversation
+/// without one (all of them, until a backend is built in) has none.
+pub async fn items(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    paging(query.as_deref())?;
+    table(&state, move |t| t.get(&id)).await?;
+    Ok(Json(list_of(Vec::new(), false)))
+}
