@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Env};
-use crate::conversations::Table;
+use crate::conversations::{Store, Table};
 use crate::inference::{self, Registry, Timeouts};
 use crate::tools::{McpSettings, Reserved, ToolRegistry};
 
@@ -81,6 +81,8 @@ pub struct AppState {
     pub tools: ToolRegistry,
     /// The conversation handle table (durable, under the state dir).
     pub conversations: Table,
+    /// Where store-backed conversations keep their messages.
+    pub conversation_store: Option<Store>,
     /// Process start, seconds since the epoch (the `created` of listed models).
     pub started: u64,
     /// Cancelled when woollama shuts down: long-lived streams (MCP SSE) end
@@ -108,11 +110,13 @@ impl AppState {
         let inference =
             Registry::new(&config.inferencers, env, client).with_timeouts(options.timeouts);
         let conversations = Table::open_or_unavailable(&config.settings.state_dir);
+        let conversation_store = Store::from_config(config.conversation_store.as_ref(), &tools);
         Ok(Self {
             config,
             inference,
             tools,
             conversations,
+            conversation_store,
             started: crate::wire::now(),
             shutdown: CancellationToken::new(),
         })

@@ -54,8 +54,11 @@ pub enum Command {
     Mcp,
     /// Run a bundled example MCP server over stdio (hello, textops).
     ExampleServer {
-        /// `hello` or `textops`.
+        /// `hello`, `textops` or `convstore`.
         name: String,
+        /// `convstore`: the directory its threads are kept in (default
+        /// `$CONVSTORE_DIR`, else `~/.local/state/woollama/convstore`).
+        arg: Option<String>,
     },
     /// Internal: runs a stdio MCP server so that it dies with woollama
     /// (see `tools::guard`).
@@ -87,7 +90,7 @@ pub fn main() -> ExitCode {
         Command::Serve => serve_command(&env, cli.log_format == LogFormat::Json),
         Command::CheckConfig { connect } => check_config(&env, connect),
         Command::Mcp => mcp_command(&env),
-        Command::ExampleServer { name } => example_server(&name),
+        Command::ExampleServer { name, arg } => example_server(&name, arg.as_deref()),
         Command::ChildGuard { .. } => ExitCode::from(2), // answered above
     }
 }
@@ -129,7 +132,7 @@ fn init_logging(format: LogFormat, env: &Env, default_filter: &str) {
 
 /// Runs a bundled example MCP server on stdio. stdout is the JSON-RPC
 /// channel; logs stay on stderr.
-fn example_server(name: &str) -> ExitCode {
+fn example_server(name: &str, arg: Option<&str>) -> ExitCode {
     if !crate::examples::NAMES.contains(&name) {
         eprintln!(
             "woollama example-server: {}",
@@ -147,7 +150,7 @@ fn example_server(name: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(crate::examples::serve_stdio(name)) {
+    match runtime.block_on(crate::examples::serve_stdio(name, arg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("woollama example-server {name}: {e}");

@@ -163,6 +163,62 @@ fn an_unknown_example_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("unknown example server 'nope' (there are: hello, textops)")
+            .contains("unknown example server 'nope' (there are: hello, textops, convstore)")
     );
+}
+
+#[tokio::test]
+async fn convstore_keeps_threads_in_files_and_refuses_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = command("convstore");
+    c.arg(dir.path());
+    let client = ().serve(TokioChildProcess::new(c).expect("spawn")).await.expect("initialize");
+    let call = |tool: &'static str, a: Value| {
+        let client = &client;
+        async move {
+            let r = client
+                .call_tool(CallToolRequestParams::new(tool).with_arguments(args(a)))
+                .await
+                .expect("call");
+            let text = r.content[0]
+                .as_text()
+                .map(|t| t.text.clone())
+                .unwrap_or_default();
+            (r.is_error == Some(true), text)
+        }
+    };
+    let (_, id) = call("create_thread", json!({})).await;
+    let id: String = serde_json::from_str(&id).expect("a JSON string id");
+    assert_eq!(call("get_thread", json!({"thread_id": id})).await.1, "[]");
+    let m = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]);
+    let (_, ok) = call("append_turn", json!({"thread_id": id, "messages": m})).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&ok).expect("json"),
+        json!({"ok": true, "count": 2})
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&call("get_thread", json!({"thread_id": id})).await.1)
+            .expect("json"),
+        m
+    );
+    let file = dir.path().join(format!("{id}.json"));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).expect("file").permissions().mode() & 0o777,
+        0o600
+    );
+    // An id that could name another file is refused.
+    let (refused, why) = call("get_thread", json!({"thread_id": "../../etc/passwd"})).await;
+    assert!(refused && why.contains("invalid thread id"), "{why}");
+    assert_eq!(
+        call("delete_thread", json!({"thread_id": id})).await.1,
+        r#"{"ok":true}"#
+    );
+    assert!(!file.exists());
+    // Deleting again is fine.
+    assert_eq!(
+        call("delete_thread", json!({"thread_id": id})).await.1,
+        r#"{"ok":true}"#
+    );
+    client.cancel().await.expect("close");
 }

@@ -158,3 +158,160 @@ async fn conversation_handles_page_attach_and_survive_a_restart() {
     let gone = app.get("/v1/conversations/conv_nope").await;
     common::expect_error(gone, 404, "not_found").await;
 }
+
+/// A store-backed conversation with the bundled convstore: turns chained by
+/// `previous_response_id` and by `conversation` carry the earlier messages,
+/// items come from the store with stable ids, a restart keeps all of it,
+/// and the refusals say what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_backed_conversations_hold_across_turns_and_restarts() {
+    let mock = Mock::start().await;
+    for answer in ["Hello Ada.", "You are Ada.", "Still Ada.", "Ada, again."] {
+        mock.push(Reply::Json(StatusCode::OK, completion(answer)));
+    }
+    let state = tempfile::tempdir().expect("state");
+    let threads = state.path().join("threads");
+    let mcp = json!({
+        "mcpServers": {"store": {"command": env!("CARGO_BIN_EXE_woollama"),
+                                 "args": ["example-server", "convstore", threads]}},
+        "conversationStore": "store",
+    })
+    .to_string();
+    let dir = state.path().to_string_lossy().to_string();
+    let setup = || Setup::new(&mock).env("WOOLLAMA_STATE_DIR", &dir).mcp(&mcp);
+    let app = setup().start().await;
+
+    let (s, first) = common::json(
+        app.post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "My name is Ada.", "store": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{first}");
+    let conv = first["conversation"]["id"]
+        .as_str()
+        .expect("conversation")
+        .to_string();
+    let (s, second) = common::json(
+        app.post("/v1/responses", json!({"model": "mock/m", "input": "What is my name?", "previous_response_id": first["id"], "instructions": "Be brief."})).await,
+    )
+    .await;
+    assert_eq!(s, 200, "{second}");
+    assert_eq!(second["conversation"]["id"], conv.as_str());
+    assert_eq!(
+        second["output_text"]
+            .as_str()
+            .or(second["output"][0]["content"][0]["text"].as_str()),
+        Some("You are Ada.")
+    );
+    let sent = mock.requests();
+    assert_eq!(
+        sent[1].body["messages"],
+        json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Hello Ada."},
+            {"role": "user", "content": "What is my name?"},
+        ])
+    );
+    let (s, third) = common::json(
+        app.post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "And now?", "conversation": conv}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{third}");
+    assert_eq!(
+        mock.requests()[2].body["messages"].as_array().map(Vec::len),
+        Some(5)
+    );
+
+    let (_, items) = common::json(app.get(&format!("/v1/conversations/{conv}/items")).await).await;
+    let (_, again) = common::json(app.get(&format!("/v1/conversations/{conv}/items")).await).await;
+    assert_eq!(items["data"].as_array().map(Vec::len), Some(6), "{items}");
+    assert_eq!(items, again, "item ids must be stable across reads");
+    assert_eq!(items["data"][1]["content"][0]["text"], "Hello Ada.");
+
+    // Refusals.
+    let both = app.post("/v1/responses", json!({"model": "mock/m", "input": "x", "conversation": conv, "previous_response_id": first["id"]})).await;
+    common::expect_error(both, 400, "invalid_request_error").await;
+    let unknown = app
+        .post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "x", "previous_response_id": "resp_nope"}),
+        )
+        .await;
+    let msg = common::expect_error(unknown, 404, "not_found").await;
+    assert!(msg.contains("resp_nope"), "{msg}");
+    drop(app);
+
+    // A restart: the handle table and the store's threads are on disk.
+    let app = setup().start().await;
+    let (s, fourth) = common::json(
+        app.post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "Once more.", "previous_response_id": third["id"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{fourth}");
+    assert_eq!(
+        mock.requests()[3].body["messages"].as_array().map(Vec::len),
+        Some(7)
+    );
+
+    // Deleting the conversation deletes its thread.
+    let before = std::fs::read_dir(&threads).expect("threads").count();
+    let resp = app
+        .client
+        .delete(app.url(&format!("/v1/conversations/{conv}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        std::fs::read_dir(&threads).expect("threads").count(),
+        before - 1
+    );
+    common::expect_error(
+        app.get(&format!("/v1/conversations/{conv}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+/// A store that is not one (a server without the store's tools) is a 502
+/// naming the store and the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_store_is_a_502_naming_it() {
+    let mock = Mock::start().await;
+    let state = tempfile::tempdir().expect("state");
+    let mcp = json!({
+        "mcpServers": {"notastore": {"command": env!("CARGO_BIN_EXE_woollama"), "args": ["example-server", "hello"]}},
+        "conversationStore": {"type": "mcp", "server": "notastore"},
+    })
+    .to_string();
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_STATE_DIR", &state.path().to_string_lossy())
+        .mcp(&mcp)
+        .start()
+        .await;
+    let resp = app
+        .post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "hi", "store": true}),
+        )
+        .await;
+    let msg = common::expect_error(resp, 502, "upstream_error").await;
+    assert!(
+        msg.contains("conversation store 'notastore' failed on 'create_thread'"),
+        "{msg}"
+    );
+    assert!(mock.requests().is_empty());
+}

@@ -162,6 +162,8 @@ pub struct TopLevel<'a> {
     /// Whether `_`-named entries are documentation (not under `mcpServers`,
     /// where every server name is checked).
     pub doc_entries: bool,
+    /// Keys read by the file's own parser, beside the entries.
+    pub handled: &'a [&'a str],
     /// Keys that mean something to other tools but not to this version.
     pub unsupported: &'a [&'a str],
     /// The warning for an unsupported key.
@@ -192,6 +194,7 @@ impl TopLevel<'_> {
                         each(name, entry, &path.key(name), diags);
                     }
                 }
+            } else if self.handled.contains(&key.as_str()) {
             } else if self.unsupported.contains(&key.as_str()) {
                 diags.warn(file, &path, self.unsupported_why);
             } else if !key.starts_with('_') {

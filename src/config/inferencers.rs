@@ -186,6 +186,7 @@ const TOP_LEVEL: TopLevel<'static> = TopLevel {
     entries: "inferencers",
     expected: "tables like [inferencers.<name>]",
     doc_entries: true,
+    handled: &[],
     unsupported: &["management_protocols"],
     unsupported_why: "model pooling is not supported by this version of woollama; ignored",
     unknown: "unknown key, ignored (providers are [inferencers.<name>] tables)",

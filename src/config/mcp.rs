@@ -98,15 +98,92 @@ pub struct McpConfig {
     pub servers: Vec<ServerSpec>,
     /// Names of the entries that were skipped.
     pub skipped: Vec<String>,
+    /// Where store-backed conversations keep their messages.
+    pub conversation_store: Option<StoreSpec>,
+}
+
+/// The external conversation store (`conversationStore`, contract §8.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// An `mcpServers` server with `create_thread`, `get_thread`,
+    /// `append_turn` and `delete_thread`.
+    Mcp { server: String },
+    /// A REST store: `PUT/GET/PATCH/DELETE <url>/threads/{id}`.
+    Http { url: Url },
+}
+
+/// `conversationStore`: `"server"`, `{"type": "mcp", "server": …}` or
+/// `{"type": "http", "url": …}`; anything else is an error (no store).
+fn store_spec(
+    value: &Value,
+    servers: &[ServerSpec],
+    file: &str,
+    diags: &mut Diagnostics,
+) -> Option<StoreSpec> {
+    let path = KeyPath::root().key("conversationStore");
+    let fix = "use \"<server>\", {\"type\": \"mcp\", \"server\": \"<server>\"} or {\"type\": \"http\", \"url\": \"http://…\"}";
+    let spec = match value {
+        Value::String(server) => StoreSpec::Mcp {
+            server: server.clone(),
+        },
+        Value::Object(o) => match (
+            o.get("type").and_then(Value::as_str),
+            o.get("server"),
+            o.get("url"),
+        ) {
+            (Some("mcp"), Some(Value::String(server)), _) => StoreSpec::Mcp {
+                server: server.clone(),
+            },
+            (Some("http"), _, Some(Value::String(url))) => match Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => StoreSpec::Http { url: u },
+                _ => {
+                    diags.error(
+                        file,
+                        &path.key("url"),
+                        format!("{url:?} is not an http:// or https:// URL; no conversation store"),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                diags.error(
+                    file,
+                    &path,
+                    format!("not a conversation store: {fix}; no conversation store"),
+                );
+                return None;
+            }
+        },
+        _ => {
+            diags.error(
+                file,
+                &path,
+                format!("expected a string or an object: {fix}; no conversation store"),
+            );
+            return None;
+        }
+    };
+    if let StoreSpec::Mcp { server } = &spec
+        && !servers.iter().any(|s| &s.name == server)
+    {
+        diags.error(
+            file,
+            &path,
+            format!("server '{server}' is not a usable entry of mcpServers; add it, or name another; no conversation store"),
+        );
+        return None;
+    }
+    Some(spec)
 }
 
 const TOP_LEVEL: TopLevel<'static> = TopLevel {
     entries: "mcpServers",
     expected: "an object of server name → server",
     doc_entries: false,
-    unsupported: &["conversationStore", "fabric"],
+    handled: &["conversationStore"],
+    unsupported: &["fabric"],
     unsupported_why: "not supported by this version of woollama; the key is ignored",
-    unknown: "unknown key, ignored (known keys: mcpServers; `_`-prefixed keys are documentation)",
+    unknown: "unknown key, ignored (known keys: mcpServers, conversationStore; `_`-prefixed keys are documentation)",
 };
 
 /// Parses and validates `mcp.json` text. `file` is how the file is named in
@@ -131,6 +208,9 @@ pub fn parse(text: &str, file: &str, env: &Env, diags: &mut Diagnostics) -> McpC
             None => out.skipped.push(name.to_string()),
         },
     );
+    if let Some(store) = top.get("conversationStore").filter(|v| !v.is_null()) {
+        out.conversation_store = store_spec(store, &out.servers, file, diags);
+    }
     warn_unprefixed(&out, file, diags);
     out
 }

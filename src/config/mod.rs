@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use env::{Env, Secret};
 pub use inferencers::InferencerSpec;
-pub use mcp::{ServerSpec, Transport};
+pub use mcp::{ServerSpec, StoreSpec, Transport};
 pub use recipes::{Recipe, ToolRef};
 pub use report::{Report, check_report};
 pub use settings::Settings;
@@ -67,6 +67,8 @@ pub struct Config {
     pub servers: Vec<ServerSpec>,
     /// `mcp.json` entries that were skipped.
     pub skipped_servers: Vec<String>,
+    /// Where store-backed conversations keep their messages.
+    pub conversation_store: Option<StoreSpec>,
     pub recipes: BTreeMap<String, Recipe>,
     /// The built-ins overlaid with `inferencers.toml`, by name.
     pub inferencers: BTreeMap<String, InferencerSpec>,
@@ -219,6 +221,7 @@ pub fn load_from(dir: Option<&Path>, env: &Env) -> Loaded {
             inferencers_source,
             servers: mcp.servers,
             skipped_servers: mcp.skipped,
+            conversation_store: mcp.conversation_store,
             recipes,
             inferencers,
             settings,

@@ -125,6 +125,7 @@ const TOP_LEVEL: TopLevel<'static> = TopLevel {
     entries: "recipes",
     expected: "tables like [recipes.<name>]",
     doc_entries: true,
+    handled: &[],
     unsupported: &["patterns"],
     unsupported_why: "pattern directories are not supported by this version of woollama; ignored",
     unknown: "unknown key, ignored (recipes are [recipes.<name>] tables)",

@@ -28,13 +28,19 @@ struct State {
     /// In creation order.
     handles: Vec<Handle>,
     next_seq: u64,
+    /// Response id → conversation id.
+    #[serde(default)]
+    responses: std::collections::BTreeMap<String, String>,
 }
+
+type Writers = std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>;
 
 /// The durable handle table.
 #[derive(Debug, Clone)]
 pub struct FileTable {
     path: PathBuf,
     state: Arc<Mutex<State>>,
+    writers: Arc<Mutex<Writers>>,
 }
 
 fn storage(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -74,6 +80,7 @@ impl FileTable {
         Ok(Self {
             path,
             state: Arc::new(Mutex::new(state)),
+            writers: Arc::default(),
         })
     }
 
@@ -187,13 +194,44 @@ impl FileTable {
     }
 
     pub fn delete(&self, id: &str) -> Result<Handle, Error> {
-        self.commit(|state| {
+        let gone = self.commit(|state| {
             let pos = state
                 .handles
                 .iter()
                 .position(|h| h.id == id)
                 .ok_or_else(|| Error::UnknownConversation(id.to_string()))?;
+            state.responses.retain(|_, c| c != id);
             Ok(state.handles.remove(pos))
+        })?;
+        self.writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        Ok(gone)
+    }
+
+    pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
+        self.commit(|state| {
+            state.responses.insert(response.to_string(), id.to_string());
+            Ok(())
         })
+    }
+
+    pub fn conversation_of(&self, response: &str) -> Result<Handle, Error> {
+        let id = self
+            .lock()
+            .responses
+            .get(response)
+            .cloned()
+            .ok_or_else(|| Error::UnknownResponse(response.to_string()))?;
+        self.get(&id)
+    }
+
+    pub fn writer(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut writers = self
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(writers.entry(id.to_string()).or_default())
     }
 }

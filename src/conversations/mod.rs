@@ -15,6 +15,7 @@
 //! which one runs.
 
 mod file;
+mod store;
 
 use std::path::PathBuf;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use file::FileTable;
+pub use store::Store;
 
 /// A conversation's state, as clients see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +128,15 @@ pub enum Error {
     Corrupt { path: PathBuf, detail: String },
     #[error("conversations are unavailable: {0}")]
     Unavailable(String),
+    #[error("unknown response '{0}': no conversation holds it")]
+    UnknownResponse(String),
+    /// The external store failed (502 `upstream_error`).
+    #[error("conversation store '{store}' failed on '{call}': {detail}")]
+    Store {
+        store: String,
+        call: String,
+        detail: String,
+    },
 }
 
 /// The handle table.
@@ -180,6 +191,31 @@ impl Table {
         match self {
             Table::File(t) => t.update(id, change),
             Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
+        }
+    }
+
+    /// Records that response `response` belongs to conversation `id`.
+    pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
+        match self {
+            Table::File(t) => t.record_response(response, id),
+            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
+        }
+    }
+
+    /// The conversation a response belongs to.
+    pub fn conversation_of(&self, response: &str) -> Result<Handle, Error> {
+        match self {
+            Table::File(t) => t.conversation_of(response),
+            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
+        }
+    }
+
+    /// The one-writer lock of conversation `id`: a second turn waits for the
+    /// first, never interleaves with it.
+    pub fn writer(&self, id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        match self {
+            Table::File(t) => t.writer(id),
+            Table::Unavailable(_) => std::sync::Arc::default(),
         }
     }
 

@@ -30,7 +30,7 @@ use super::json::JsonObject;
 use crate::conversations::{self, Handle, Order, Table};
 
 /// Runs a table call on the blocking pool.
-async fn table<T: Send + 'static>(
+pub(super) async fn table<T: Send + 'static>(
     state: &AppState,
     call: impl FnOnce(&Table) -> Result<T, conversations::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -75,16 +75,22 @@ pub async fn create(
         super::json::object_of(&body)?
     };
     let model = string(&body, "model")?;
-    if model.is_some() || string(&body, "backend")?.is_some() {
-        return Err(RequestError::NoStatefulBackend(model.unwrap_or_default()).into());
-    }
+    let backend = match (string(&body, "backend")?, &model) {
+        (Some(b), _) if b == STORE_BACKED && state.conversation_store.is_some() => Some(b),
+        (Some(b), _) => {
+            let shown = format!("{}' (backend '{b}'", model.clone().unwrap_or_default());
+            return Err(RequestError::NoStatefulBackend(shown).into());
+        }
+        (None, Some(m)) => Some(backend_for(&state, m)?),
+        (None, None) => None,
+    };
     if body
         .get("items")
         .is_some_and(|i| i.as_array().is_some_and(|a| !a.is_empty()))
     {
         return Err(RequestError::NoStatefulBackend("(initial items)".into()).into());
     }
-    let mut handle = Handle::new(None, None);
+    let mut handle = Handle::new(model, backend);
     handle.key = string(&body, "key")?;
     handle.title = string(&body, "title")?;
     handle.metadata = metadata(&body)?.unwrap_or_default();
@@ -180,12 +186,17 @@ pub async fn update(
     Ok(Json(h.object()))
 }
 
-/// `DELETE /v1/conversations/{id}`: the backend's teardown (none yet),
-/// then the handle.
+/// `DELETE /v1/conversations/{id}`: the backend's teardown (the store's
+/// thread), then the handle.
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let known = id.clone();
+    let h = table(&state, move |t| t.get(&known)).await?;
+    if let (Some(store), Some(thread)) = (&state.conversation_store, &h.native_id) {
+        store.delete(thread).await?;
+    }
     let h = table(&state, move |t| t.delete(&id)).await?;
     Ok(Json(
         json!({"id": h.id, "object": "conversation.deleted", "deleted": true}),
@@ -199,7 +210,63 @@ pub async fn items(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    paging(query.as_deref())?;
-    table(&state, move |t| t.get(&id)).await?;
-    Ok(Json(list_of(Vec::new(), false)))
+    let (order, limit, after) = paging(query.as_deref())?;
+    let h = table(&state, move |t| t.get(&id)).await?;
+    let messages = match (&state.conversation_store, &h.native_id) {
+        (Some(store), Some(thread)) => store.get(thread).await?,
+        _ => Vec::new(),
+    };
+    // Ids stable across reads: the conversation's and the item's position.
+    let mut items: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| item(&h.id, i, m))
+        .collect();
+    if order == Order::Desc {
+        items.reverse();
+    }
+    let start = match after {
+        Some(a) => items
+            .iter()
+            .position(|i| i["id"] == a.as_str())
+            .map_or(items.len(), |p| p + 1),
+        None => 0,
+    };
+    let rest: Vec<Value> = items.into_iter().skip(start).collect();
+    let has_more = rest.len() > limit;
+    Ok(Json(list_of(
+        rest.into_iter().take(limit).collect(),
+        has_more,
+    )))
+}
+
+const STORE_BACKED: &str = "store-backed";
+
+/// The backend a conversation on `model` gets: store-backed when a store is
+/// configured (Claude's sessions and hosted agents come later).
+fn backend_for(state: &AppState, model: &str) -> Result<String, ApiError> {
+    use crate::routing::{Route, route};
+    match route(model, |p| state.inference.contains(p)) {
+        Route::ClaudeCode(_) | Route::ClaudeAgent(_) => {}
+        _ if state.conversation_store.is_some() => return Ok(STORE_BACKED.to_string()),
+        _ => {}
+    }
+    Err(RequestError::NoStatefulBackend(model.to_string()).into())
+}
+
+/// A stored chat message as a conversation item.
+fn item(conversation: &str, index: usize, m: &Value) -> Value {
+    let role = m["role"].as_str().unwrap_or("user");
+    let text = match &m["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => String::new(),
+    };
+    let part = if role == "assistant" {
+        json!({"type": "output_text", "text": text, "annotations": []})
+    } else {
+        json!({"type": "input_text", "text": text})
+    };
+    let suffix = conversation.trim_start_matches("conv_");
+    json!({"id": format!("msg_{suffix}_{index}"), "type": "message", "status": "completed", "role": role, "content": [part]})
 }

@@ -70,7 +70,7 @@ pub enum RequestError {
         expected: &'static str,
     },
     #[error(
-        "no stateful backend for model '{0}': this build of woollama does not keep conversations yet (store, conversation, previous_response_id, key); send the whole conversation in `input` instead"
+        "no stateful backend for model '{0}': conversations (store, conversation, previous_response_id, key) need a `conversationStore` in mcp.json — the bundled `woollama example-server convstore` is one; Claude sessions and hosted agents are not in this build yet. Or send the whole conversation in `input`"
     )]
     NoStatefulBackend(String),
     #[error(
@@ -185,7 +185,10 @@ fn recipe(e: &orchestrate::Error) -> Answer {
 fn conversation(e: &conversations::Error) -> Answer {
     use conversations::Error as E;
     match e {
-        E::UnknownConversation(_) => Answer::Own(StatusCode::NOT_FOUND, "not_found"),
+        E::UnknownConversation(_) | E::UnknownResponse(_) => {
+            Answer::Own(StatusCode::NOT_FOUND, "not_found")
+        }
+        E::Store { .. } => Answer::Own(StatusCode::BAD_GATEWAY, UPSTREAM),
         E::UnknownCursor(_) => Answer::Own(StatusCode::BAD_REQUEST, INVALID),
         E::Storage { .. } | E::Corrupt { .. } | E::Unavailable(_) => {
             Answer::Own(StatusCode::INTERNAL_SERVER_ERROR, SERVER)

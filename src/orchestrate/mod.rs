@@ -184,6 +184,9 @@ impl Prepared {
     }
 }
 
+/// The loop's events, as [`run`] yields them.
+pub type Events = dyn Stream<Item = Result<Event, Error>> + Send;
+
 /// Runs the loop; the stream ends after `Final` or an error.
 pub fn run(
     prepared: Prepared,

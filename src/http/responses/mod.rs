@@ -21,6 +21,7 @@
 
 mod input;
 mod output;
+mod stateful;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -45,24 +46,55 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let model = model_of(&body)?.to_string();
-    if input::is_stateful(&body) {
-        return Err(RequestError::NoStatefulBackend(model).into());
-    }
     let request = input::translate(&body)?;
     let head = Head::new(&model, request.echo.clone(), request.names.clone());
+    if input::is_stateful(&body) {
+        return stateful::turn(&state, &body, &model, request, head).await;
+    }
+    if !request.stream {
+        let completion = whole(&state, &model, &request).await?;
+        return Ok(Json(head.completed(&completion)).into_response());
+    }
     match route(&model, |p| state.inference.contains(p)) {
-        Route::Recipe(name) => recipe(&state, name, request, head).await,
-        // Hosted agents own their state: only stateful turns reach them.
+        Route::Recipe(name) => recipe_stream(&state, name, request, head).await,
         Route::ClaudeAgent(_) => Err(RequestError::NoStatefulBackend(model).into()),
         _ => {
             let target = resolve(&state, &model, Endpoint::Chat)?;
-            provider(&state, &target, request, head).await
+            provider_stream(&state, &target, request, head).await
         }
     }
 }
 
-/// A provider model: one chat turn.
-async fn provider(
+/// One turn's whole answer, not streamed: the final `chat.completion` of a
+/// provider model, or of a recipe's hidden loop.
+async fn whole(state: &AppState, model: &str, request: &Translated) -> Result<Value, ApiError> {
+    match route(model, |p| state.inference.contains(p)) {
+        Route::Recipe(name) => {
+            let mut run = start_recipe(state, name, request, false).await?;
+            while let Some(event) = run.next().await {
+                if let Event::Final(completion) = event? {
+                    return Ok(completion);
+                }
+            }
+            Err(orchestrate::Error::NoAnswer(name.to_string()).into())
+        }
+        // Hosted agents own their state: only stateful turns reach them.
+        Route::ClaudeAgent(_) => Err(RequestError::NoStatefulBackend(model.to_string()).into()),
+        _ => {
+            let target = resolve(state, model, Endpoint::Chat)?;
+            let mut body = request.chat.clone();
+            body.insert("model".into(), json!(target.model));
+            body.insert("stream".into(), json!(false));
+            Ok(state
+                .inference
+                .answer(&target.inf, &Value::Object(body))
+                .await?)
+        }
+    }
+}
+
+/// A provider model's streamed turn.
+async fn provider_stream(
     state: &AppState,
     target: &Target,
     request: Translated,
@@ -70,14 +102,7 @@ async fn provider(
 ) -> Result<Response, ApiError> {
     let mut body = request.chat;
     body.insert("model".into(), json!(target.model));
-    body.insert("stream".into(), json!(request.stream));
-    if !request.stream {
-        let completion = state
-            .inference
-            .answer(&target.inf, &Value::Object(body))
-            .await?;
-        return Ok(Json(head.completed(&completion)).into_response());
-    }
+    body.insert("stream".into(), json!(true));
     // `usage` comes on the last chunk only when asked for.
     body.insert("stream_options".into(), json!({"include_usage": true}));
     let events = state
@@ -90,13 +115,13 @@ async fn provider(
     ))
 }
 
-/// A recipe: the hidden tool loop, its text as the answer.
-async fn recipe(
+/// A recipe's loop, set up (client tools refused: a recipe runs its own).
+async fn start_recipe(
     state: &AppState,
     name: &str,
-    request: Translated,
-    head: Head,
-) -> Result<Response, ApiError> {
+    request: &Translated,
+    stream: bool,
+) -> Result<std::pin::Pin<Box<orchestrate::Events>>, ApiError> {
     if request.client_tools {
         return Err(RequestError::ClientToolsWithRecipe(name.to_string()).into());
     }
@@ -105,27 +130,23 @@ async fn recipe(
         Some(Value::Array(m)) => m.clone(),
         _ => Vec::new(),
     };
-    let prepared = orchestrate::prepare(
-        recipe,
-        &state.inference,
-        &state.tools,
-        messages,
-        request.stream,
-    )
-    .await?;
-    let mut run = Box::pin(orchestrate::run(
+    let prepared =
+        orchestrate::prepare(recipe, &state.inference, &state.tools, messages, stream).await?;
+    Ok(Box::pin(orchestrate::run(
         prepared,
         state.inference.clone(),
         state.tools.clone(),
-    ));
-    if !request.stream {
-        while let Some(event) = run.next().await {
-            if let Event::Final(completion) = event? {
-                return Ok(Json(head.completed(&completion)).into_response());
-            }
-        }
-        return Err(orchestrate::Error::NoAnswer(name.to_string()).into());
-    }
+    )))
+}
+
+/// A recipe's streamed answer: its text, tool turns hidden.
+async fn recipe_stream(
+    state: &AppState,
+    name: &str,
+    request: Translated,
+    head: Head,
+) -> Result<Response, ApiError> {
+    let mut run = start_recipe(state, name, &request, true).await?;
     // Prime: a setup or first-turn error is a JSON status, not a stream.
     let first = match run.next().await {
         None => return Err(orchestrate::Error::NoAnswer(name.to_string()).into()),

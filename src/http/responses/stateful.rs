@@ -1,0 +1,163 @@
+//! A stateful turn on `/v1/responses` (contract §4.6, store-backed §8.4).
+//!
+//! 1. The conversation: an explicit `conversation` wins (404 if unknown);
+//!    else `previous_response_id` names one (404 if unknown) — a chain, not
+//!    a fork; else `key` creates or attaches; else a new one. Naming both
+//!    `conversation` and `previous_response_id` is a 400.
+//! 2. Its backend: the one it has, or the one its first turn's model gets —
+//!    `store-backed` when `mcp.json` configures a `conversationStore`
+//!    (Claude's sessions and hosted agents come later); none → 501.
+//! 3. One writer per conversation: a second turn waits for the first.
+//! 4. The store's thread (created on the first turn) gives the earlier
+//!    messages; the turn runs on them plus the new input (`instructions`
+//!    apply to this turn only and are not stored); the new input and the
+//!    answer are appended; the response id is recorded so a later
+//!    `previous_response_id` finds the conversation.
+//!
+//! Streamed stateful turns are not served yet (400).
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::input::Translated;
+use super::output::Head;
+use crate::conversations::Handle;
+use crate::http::AppState;
+use crate::http::error::{ApiError, RequestError};
+
+const STORE_BACKED: &str = "store-backed";
+
+fn id_field(body: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        // `conversation` may also be `{"id": …}`, as OpenAI's SDK sends it.
+        Some(Value::Object(o)) if o.get("id").is_some_and(Value::is_string) => {
+            Ok(o.get("id").and_then(Value::as_str).map(str::to_string))
+        }
+        Some(_) => Err(RequestError::FieldType {
+            field,
+            expected: "a string id",
+        }
+        .into()),
+    }
+}
+
+/// Runs a table call on the blocking pool.
+async fn table<T: Send + 'static>(
+    state: &AppState,
+    call: impl FnOnce(&crate::conversations::Table) -> Result<T, crate::conversations::Error>
+    + Send
+    + 'static,
+) -> Result<T, ApiError> {
+    super::super::conversations::table(state, call).await
+}
+
+/// Which conversation this turn belongs to.
+async fn resolve(state: &AppState, body: &Map<String, Value>) -> Result<Handle, ApiError> {
+    let conversation = id_field(body, "conversation")?;
+    let previous = id_field(body, "previous_response_id")?;
+    let key = id_field(body, "key")?;
+    match (conversation, previous) {
+        (Some(_), Some(_)) => Err(RequestError::FieldType {
+            field: "conversation",
+            expected: "given without `previous_response_id` (name one or the other)",
+        }
+        .into()),
+        (Some(id), None) => table(state, move |t| t.get(&id)).await,
+        (None, Some(resp)) => table(state, move |t| t.conversation_of(&resp)).await,
+        (None, None) => {
+            let mut h = Handle::new(None, None);
+            h.key = key;
+            Ok(table(state, move |t| t.create(h)).await?.0)
+        }
+    }
+}
+
+/// One stateful turn.
+pub(super) async fn turn(
+    state: &AppState,
+    body: &Map<String, Value>,
+    model: &str,
+    mut request: Translated,
+    head: Head,
+) -> Result<Response, ApiError> {
+    if request.stream {
+        return Err(RequestError::FieldType {
+            field: "stream",
+            expected: "false on a stateful request in this version (send the whole conversation in `input` to stream)",
+        }
+        .into());
+    }
+    let store = match &state.conversation_store {
+        Some(s) => s.clone(),
+        None => return Err(RequestError::NoStatefulBackend(model.to_string()).into()),
+    };
+    let handle = resolve(state, body).await?;
+    let writer = state.conversations.writer(&handle.id);
+    let _one_at_a_time = writer.lock().await;
+    let id = handle.id.clone();
+    let handle = table(state, move |t| t.get(&id)).await?;
+    if let Some(backend) = handle.backend.as_deref().filter(|b| *b != STORE_BACKED) {
+        return Err(RequestError::NoStatefulBackend(format!(
+            "{model}' (conversation {} belongs to backend '{backend}'",
+            handle.id
+        ))
+        .into());
+    }
+    let thread = match &handle.native_id {
+        Some(t) => t.clone(),
+        None => {
+            let thread = store.create().await?;
+            let (id, t, m) = (handle.id.clone(), thread.clone(), model.to_string());
+            table(state, move |tab| {
+                tab.update(&id, |h| {
+                    h.native_id = Some(t);
+                    h.backend = Some(STORE_BACKED.to_string());
+                    h.model.get_or_insert(m);
+                })
+            })
+            .await?;
+            thread
+        }
+    };
+    let prior = store.get(&thread).await?;
+    let (system, new): (Vec<Value>, Vec<Value>) = match request.chat.remove("messages") {
+        Some(Value::Array(m)) => m.into_iter().partition(|m| m["role"] == "system"),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let mut messages = system;
+    messages.extend(prior);
+    messages.extend(new.iter().cloned());
+    request
+        .chat
+        .insert("messages".into(), Value::Array(messages));
+
+    let completion = super::whole(state, model, &request).await?;
+    let mut answer = completion
+        .pointer("/choices/0/message")
+        .cloned()
+        .unwrap_or_else(|| json!({"role": "assistant", "content": ""}));
+    if let Value::Object(m) = &mut answer {
+        m.retain(|k, _| matches!(k.as_str(), "role" | "content" | "tool_calls"));
+    }
+    let mut appended = new;
+    appended.push(answer);
+    store.append(&thread, appended).await?;
+
+    let mut response = head.completed(&completion);
+    response["conversation"] = json!({"id": handle.id});
+    response["previous_response_id"] = body
+        .get("previous_response_id")
+        .cloned()
+        .unwrap_or(Value::Null);
+    response["store"] = json!(true);
+    let (resp, conv) = (head.id.clone(), handle.id.clone());
+    table(state, move |t| {
+        t.record_response(&resp, &conv)?;
+        t.update(&conv, |_| {})
+    })
+    .await?;
+    Ok(Json(response).into_response())
+}
