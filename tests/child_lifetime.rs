@@ -23,6 +23,18 @@ fn config() -> String {
     .to_string()
 }
 
+/// Each pid with its command line and state, for a failure message.
+fn described(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            format!("{p} [{cmd}] {stat}")
+        })
+        .collect()
+}
+
 /// Waits until both downstreams are connected and returns every process
 /// below woollama (guards, servers, the grandchild).
 fn connected_tree(w: &mut Daemon) -> Vec<u32> {
@@ -64,7 +76,8 @@ fn woollama_mcp_stops_its_downstreams_on_every_stop_signal() {
         let left = wait_gone(&tree);
         assert!(
             left.is_empty(),
-            "{signal}: {left:?} outlived woollama mcp; log:\n{}",
+            "{signal}: {:?} outlived woollama mcp; log:\n{}",
+            described(&left),
             w.log()
         );
     }
@@ -87,7 +100,9 @@ fn a_killed_woollama_takes_its_downstreams_along() {
         let what = if mcp { "woollama mcp" } else { "the daemon" };
         assert!(
             left.is_empty(),
-            "{left:?} outlived {what} killed with SIGKILL"
+            "{:?} outlived {what} killed with SIGKILL; log:\n{}",
+            described(&left),
+            w.log()
         );
     }
 }

@@ -13,9 +13,11 @@
 //! shutdown, from the kernel because woollama died, or from anyone — the
 //! guard passes SIGTERM to the whole group; if woollama is gone it also
 //! gives the group two seconds and then SIGKILLs it, since nobody else will.
-//! The same sweep follows the server's exit when woollama is gone (its
-//! death closed the server's stdin, and the server's own children may not
-//! care). The server's own exit status becomes the guard's.
+//! The same sweep follows the server's exit, always: woollama's death
+//! closes the server's stdin before the kernel reparents the guard, so
+//! whether woollama still lives cannot be told then, and what the server
+//! started may not care that it ended. The server's own exit status becomes
+//! the guard's.
 //!
 //! Linux delivers the parent-death signal when the *thread* that spawned the
 //! child exits, not the process: woollama spawns servers from its runtime's
@@ -101,12 +103,12 @@ pub fn run(parent: u32, command: &[OsString]) -> ExitCode {
         }
     });
     let status = child.wait();
-    // The server is gone; if woollama is too (it died, so the server's stdin
-    // closed), whatever the server started is left to us.
-    if orphaned() {
-        let _ = killpg(group, Signal::SIGTERM);
-        sweep(group);
-    }
+    // The server is gone; whatever it started goes with it. (woollama would
+    // stop the group too if it lives — but it may be dying: its death closed
+    // the server's stdin, and the kernel reparents us only after that, so
+    // "is woollama still our parent?" cannot be trusted here.)
+    let _ = killpg(group, Signal::SIGTERM);
+    sweep(group);
     match status {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt as _;
