@@ -315,3 +315,80 @@ async fn a_broken_store_is_a_502_naming_it() {
     );
     assert!(mock.requests().is_empty());
 }
+
+/// Two turns on one conversation never interleave: the second waits for the
+/// first to be stored, so it sees the first's answer; a streamed stateful
+/// turn is stored when its stream ends, before `response.completed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_on_one_conversation_wait_for_each_other_and_stream() {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    let mock = Mock::start().await;
+    let release = Arc::new(Notify::new());
+    mock.push(Reply::Stream {
+        content_type: "text/event-stream",
+        chunks: sse_chunks(&["first ", "answer"]),
+        gate: Some(common::mock::Gate {
+            hold_after: 1,
+            release: Arc::clone(&release),
+            dropped: None,
+        }),
+    });
+    mock.push(Reply::Json(StatusCode::OK, completion("second answer")));
+    let state = tempfile::tempdir().expect("state");
+    let mcp = json!({
+        "mcpServers": {"store": {"command": env!("CARGO_BIN_EXE_woollama"),
+                                 "args": ["example-server", "convstore", state.path().join("threads")]}},
+        "conversationStore": "store",
+    })
+    .to_string();
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_STATE_DIR", &state.path().to_string_lossy())
+        .mcp(&mcp)
+        .start()
+        .await;
+    let (_, conv) = common::json(
+        app.post("/v1/conversations", json!({"model": "mock/m"}))
+            .await,
+    )
+    .await;
+    let id = conv["id"].as_str().expect("id").to_string();
+
+    // Turn 1, streamed, holds at the gate after its first chunk.
+    let first = app
+        .post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "one", "conversation": id, "stream": true}),
+        )
+        .await;
+    assert_eq!(first.status(), 200);
+    mock.wait_for_requests(1).await;
+    // Turn 2 starts while turn 1 is still streaming.
+    let (url, client, body) = (
+        app.url("/v1/responses"),
+        app.client.clone(),
+        json!({"model": "mock/m", "input": "two", "conversation": id}),
+    );
+    let second =
+        tokio::spawn(async move { client.post(url).json(&body).send().await.expect("turn 2") });
+    release.notify_one();
+    let text = first.text().await.expect("stream");
+    let last = text.rsplit("data: ").next().unwrap_or("");
+    let done: serde_json::Value = serde_json::from_str(last.trim()).expect("json");
+    assert_eq!(done["type"], "response.completed", "{text}");
+    assert_eq!(done["response"]["conversation"]["id"], id.as_str());
+    let second = second.await.expect("join");
+    assert_eq!(second.status(), 200);
+    // Turn 2 went upstream only after turn 1 was stored: it carries turn 1.
+    let sent = mock.requests();
+    assert_eq!(
+        sent[1].body["messages"],
+        json!([
+            {"role": "user", "content": "one"},
+            {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": "two"},
+        ])
+    );
+    let (_, items) = common::json(app.get(&format!("/v1/conversations/{id}/items")).await).await;
+    assert_eq!(items["data"].as_array().map(Vec::len), Some(4), "{items}");
+}

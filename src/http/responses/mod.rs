@@ -55,12 +55,28 @@ pub async fn create(
         let completion = whole(&state, &model, &request).await?;
         return Ok(Json(head.completed(&completion)).into_response());
     }
-    match route(&model, |p| state.inference.contains(p)) {
-        Route::Recipe(name) => recipe_stream(&state, name, request, head).await,
-        Route::ClaudeAgent(_) => Err(RequestError::NoStatefulBackend(model).into()),
+    streamed(&state, &model, request, head, None).await
+}
+
+/// What a stateful turn does with the answer before the stream says
+/// `response.completed`: store it (an error fails the response instead).
+type Persist =
+    Box<dyn FnOnce(Value) -> futures_util::future::BoxFuture<'static, Result<(), ApiError>> + Send>;
+
+/// One turn's answer, streamed.
+async fn streamed(
+    state: &AppState,
+    model: &str,
+    request: Translated,
+    head: Head,
+    persist: Option<Persist>,
+) -> Result<Response, ApiError> {
+    match route(model, |p| state.inference.contains(p)) {
+        Route::Recipe(name) => recipe_stream(state, name, request, head, persist).await,
+        Route::ClaudeAgent(_) => Err(RequestError::NoStatefulBackend(model.to_string()).into()),
         _ => {
-            let target = resolve(&state, &model, Endpoint::Chat)?;
-            provider_stream(&state, &target, request, head).await
+            let target = resolve(state, model, Endpoint::Chat)?;
+            provider_stream(state, &target, request, head, persist).await
         }
     }
 }
@@ -99,6 +115,7 @@ async fn provider_stream(
     target: &Target,
     request: Translated,
     head: Head,
+    persist: Option<Persist>,
 ) -> Result<Response, ApiError> {
     let mut body = request.chat;
     body.insert("model".into(), json!(target.model));
@@ -112,6 +129,7 @@ async fn provider_stream(
     Ok(stream_loop(
         head,
         events.map(|e| e.map(Loop::Event).map_err(ApiError::from)),
+        persist,
     ))
 }
 
@@ -145,6 +163,7 @@ async fn recipe_stream(
     name: &str,
     request: Translated,
     head: Head,
+    persist: Option<Persist>,
 ) -> Result<Response, ApiError> {
     let mut run = start_recipe(state, name, &request, true).await?;
     // Prime: a setup or first-turn error is a JSON status, not a stream.
@@ -163,7 +182,15 @@ async fn recipe_stream(
                 Err(e) => Some(Err(ApiError::from(e))),
             }
         });
-    Ok(stream_loop(head, events))
+    Ok(stream_loop(head, events, persist))
+}
+
+/// Runs a stateful turn's `persist` (if any) on the answer.
+async fn store(persist: Option<Persist>, answer: Value) -> Result<(), ApiError> {
+    match persist {
+        Some(p) => p(answer).await,
+        None => Ok(()),
+    }
 }
 
 /// What the recipe loop contributes to a streamed answer.
@@ -179,29 +206,39 @@ enum Loop {
 fn stream_loop(
     head: Head,
     events: impl Stream<Item = Result<Loop, ApiError>> + Send + 'static,
+    persist: Option<Persist>,
 ) -> Response {
     let mut builder = Events::new(head);
     let start = builder.start();
     let events = Box::pin(events);
-    let rest = futures_util::stream::unfold(Some((events, builder)), |state| async move {
-        let (mut events, mut builder) = state?;
+    let state = (events, builder, persist);
+    let rest = futures_util::stream::unfold(Some(state), |state| async move {
+        let (mut events, mut builder, mut persist) = state?;
         loop {
             let (bytes, done) = match events.next().await {
                 Some(Ok(Loop::Event(e))) => (builder.push(e), false),
                 Some(Ok(Loop::Final(completion))) => {
-                    (builder.finish(completion.get("usage")), true)
+                    let answer = completion.pointer("/choices/0/message").cloned();
+                    let answer = answer.unwrap_or_else(|| builder.message());
+                    match store(persist.take(), answer).await {
+                        Ok(()) => (builder.finish(completion.get("usage")), true),
+                        Err(e) => (builder.fail(e.code(), &e.to_string()), true),
+                    }
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "a streamed response failed");
                     (builder.fail(e.code(), &e.to_string()), true)
                 }
-                None => (builder.finish(None), true),
+                None => match store(persist.take(), builder.message()).await {
+                    Ok(()) => (builder.finish(None), true),
+                    Err(e) => (builder.fail(e.code(), &e.to_string()), true),
+                },
             };
             if done {
                 return Some((Ok::<_, std::convert::Infallible>(Bytes::from(bytes)), None));
             }
             if !bytes.is_empty() {
-                return Some((Ok(Bytes::from(bytes)), Some((events, builder))));
+                return Some((Ok(Bytes::from(bytes)), Some((events, builder, persist))));
             }
         }
     });

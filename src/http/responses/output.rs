@@ -21,6 +21,10 @@ pub struct Head {
     pub echo: Echo,
     /// The client's names for the tools the model calls.
     pub names: Names,
+    /// The conversation a stateful turn belongs to.
+    pub conversation: Option<String>,
+    /// The response a stateful turn followed.
+    pub previous_response_id: Option<String>,
 }
 
 impl Head {
@@ -31,6 +35,8 @@ impl Head {
             model: model.to_string(),
             echo,
             names,
+            conversation: None,
+            previous_response_id: None,
         }
     }
 
@@ -54,10 +60,10 @@ impl Head {
             "model": self.model,
             "output": output,
             "parallel_tool_calls": e.parallel_tool_calls,
-            "previous_response_id": null,
-            "conversation": null,
+            "previous_response_id": self.previous_response_id,
+            "conversation": self.conversation.as_ref().map(|id| json!({"id": id})),
             "reasoning": {"effort": null, "summary": null},
-            "store": false,
+            "store": self.conversation.is_some(),
             "temperature": e.temperature,
             "text": {"format": {"type": "text"}},
             "tool_choice": e.tool_choice,
@@ -244,6 +250,28 @@ impl Events {
         out.extend_from_slice(kind.as_bytes());
         out.push(b'\n');
         out.extend(wire::sse_data(&payload));
+    }
+
+    /// The answer so far as a chat assistant message (its text, and its
+    /// tool calls under the chat names).
+    pub fn message(&self) -> Value {
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        for item in &self.items {
+            match item {
+                Item::Message { text: t, .. } => text.push_str(t),
+                Item::Call { call, .. } => calls.push(json!({
+                    "id": call.call_id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                })),
+            }
+        }
+        let mut m = json!({"role": "assistant", "content": text});
+        if !calls.is_empty() {
+            m["tool_calls"] = Value::Array(calls);
+        }
+        m
     }
 
     /// `response.created` and `response.in_progress`.

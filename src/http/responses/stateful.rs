@@ -14,7 +14,8 @@
 //!    answer are appended; the response id is recorded so a later
 //!    `previous_response_id` finds the conversation.
 //!
-//! Streamed stateful turns are not served yet (400).
+//! A streamed turn stores its answer when the stream ends, before
+//! `response.completed` (a store that fails then fails the response).
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
@@ -75,28 +76,21 @@ async fn resolve(state: &AppState, body: &Map<String, Value>) -> Result<Handle, 
     }
 }
 
-/// One stateful turn.
+/// One stateful turn, streamed or not.
 pub(super) async fn turn(
     state: &AppState,
     body: &Map<String, Value>,
     model: &str,
     mut request: Translated,
-    head: Head,
+    mut head: Head,
 ) -> Result<Response, ApiError> {
-    if request.stream {
-        return Err(RequestError::FieldType {
-            field: "stream",
-            expected: "false on a stateful request in this version (send the whole conversation in `input` to stream)",
-        }
-        .into());
-    }
     let store = match &state.conversation_store {
         Some(s) => s.clone(),
         None => return Err(RequestError::NoStatefulBackend(model.to_string()).into()),
     };
     let handle = resolve(state, body).await?;
-    let writer = state.conversations.writer(&handle.id);
-    let _one_at_a_time = writer.lock().await;
+    // Held until the answer is stored (for a stream: until its end).
+    let one_at_a_time = state.conversations.writer(&handle.id).lock_owned().await;
     let id = handle.id.clone();
     let handle = table(state, move |t| t.get(&id)).await?;
     if let Some(backend) = handle.backend.as_deref().filter(|b| *b != STORE_BACKED) {
@@ -133,31 +127,43 @@ pub(super) async fn turn(
     request
         .chat
         .insert("messages".into(), Value::Array(messages));
+    head.conversation = Some(handle.id.clone());
+    head.previous_response_id = id_field(body, "previous_response_id")?;
 
+    // What happens to the answer: appended with the new input, and the
+    // response id recorded; then the writer lock is released.
+    let (st, response, conversation) = (state.clone(), head.id.clone(), handle.id.clone());
+    let persist =
+        move |answer: Value| -> futures_util::future::BoxFuture<'static, Result<(), ApiError>> {
+            Box::pin(async move {
+                let _held = one_at_a_time;
+                let mut appended = new;
+                appended.push(stored(answer));
+                store.append(&thread, appended).await?;
+                table(&st, move |t| {
+                    t.record_response(&response, &conversation)?;
+                    t.update(&conversation, |_| {})
+                })
+                .await?;
+                Ok(())
+            })
+        };
+    if request.stream {
+        return super::streamed(state, model, request, head, Some(Box::new(persist))).await;
+    }
     let completion = super::whole(state, model, &request).await?;
-    let mut answer = completion
+    let answer = completion
         .pointer("/choices/0/message")
         .cloned()
         .unwrap_or_else(|| json!({"role": "assistant", "content": ""}));
+    persist(answer).await?;
+    Ok(Json(head.completed(&completion)).into_response())
+}
+
+/// The answer as the store keeps it: role, content and tool calls.
+fn stored(mut answer: Value) -> Value {
     if let Value::Object(m) = &mut answer {
         m.retain(|k, _| matches!(k.as_str(), "role" | "content" | "tool_calls"));
     }
-    let mut appended = new;
-    appended.push(answer);
-    store.append(&thread, appended).await?;
-
-    let mut response = head.completed(&completion);
-    response["conversation"] = json!({"id": handle.id});
-    response["previous_response_id"] = body
-        .get("previous_response_id")
-        .cloned()
-        .unwrap_or(Value::Null);
-    response["store"] = json!(true);
-    let (resp, conv) = (head.id.clone(), handle.id.clone());
-    table(state, move |t| {
-        t.record_response(&resp, &conv)?;
-        t.update(&conv, |_| {})
-    })
-    .await?;
-    Ok(Json(response).into_response())
+    answer
 }
