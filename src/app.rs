@@ -108,9 +108,10 @@ impl AppState {
             client.clone(),
         );
         let inference =
-            Registry::new(&config.inferencers, env, client).with_timeouts(options.timeouts);
+            Registry::new(&config.inferencers, env, client.clone()).with_timeouts(options.timeouts);
         let conversations = Table::open_or_unavailable(&config.settings.state_dir);
-        let conversation_store = Store::from_config(config.conversation_store.as_ref(), &tools);
+        let conversation_store =
+            Store::from_config(config.conversation_store.as_ref(), &tools, &client);
         Ok(Self {
             config,
             inference,

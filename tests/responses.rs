@@ -392,3 +392,124 @@ async fn turns_on_one_conversation_wait_for_each_other_and_stream() {
     let (_, items) = common::json(app.get(&format!("/v1/conversations/{id}/items")).await).await;
     assert_eq!(items["data"].as_array().map(Vec::len), Some(4), "{items}");
 }
+
+/// A REST conversation store, as small as the protocol: threads in memory,
+/// `PUT` (create, idempotent), `GET` (`[]` if absent), `PATCH` (append an
+/// array), `DELETE`.
+async fn rest_store() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use axum::extract::{Path, State};
+    use axum::routing::put;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    type Threads = Arc<Mutex<HashMap<String, Vec<serde_json::Value>>>>;
+    let threads: Threads = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/threads/{id}",
+            put(
+                |State(t): State<Threads>, Path(id): Path<String>| async move {
+                    t.lock().expect("lock").entry(id).or_default();
+                    StatusCode::NO_CONTENT
+                },
+            )
+            .get(
+                |State(t): State<Threads>, Path(id): Path<String>| async move {
+                    axum::Json(serde_json::Value::Array(
+                        t.lock()
+                            .expect("lock")
+                            .get(&id)
+                            .cloned()
+                            .unwrap_or_default(),
+                    ))
+                },
+            )
+            .patch(
+                |State(t): State<Threads>,
+                 Path(id): Path<String>,
+                 axum::Json(m): axum::Json<Vec<serde_json::Value>>| async move {
+                    let mut all = t.lock().expect("lock");
+                    let thread = all.entry(id).or_default();
+                    thread.extend(m);
+                    axum::Json(json!({"ok": true, "count": thread.len()}))
+                },
+            )
+            .delete(
+                |State(t): State<Threads>, Path(id): Path<String>| async move {
+                    t.lock().expect("lock").remove(&id);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(threads);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
+}
+
+/// The REST store protocol: turns chain through it; a store that went away
+/// is a 502 naming it and the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_store_holds_conversations_and_its_failure_is_named() {
+    let mock = Mock::start().await;
+    mock.push(Reply::Json(StatusCode::OK, completion("Hi Bo.")));
+    mock.push(Reply::Json(StatusCode::OK, completion("You are Bo.")));
+    let (addr, store) = rest_store().await;
+    let state = tempfile::tempdir().expect("state");
+    let mcp = json!({"mcpServers": {}, "conversationStore": {"type": "http", "url": format!("http://{addr}")}}).to_string();
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_STATE_DIR", &state.path().to_string_lossy())
+        .mcp(&mcp)
+        .start()
+        .await;
+    let (s, first) = common::json(
+        app.post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "I am Bo.", "store": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{first}");
+    let (s, second) = common::json(
+        app.post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "Who am I?", "previous_response_id": first["id"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{second}");
+    assert_eq!(
+        mock.requests()[1].body["messages"].as_array().map(Vec::len),
+        Some(3)
+    );
+    let conv = second["conversation"]["id"]
+        .as_str()
+        .expect("conversation")
+        .to_string();
+    let (_, items) = common::json(app.get(&format!("/v1/conversations/{conv}/items")).await).await;
+    assert_eq!(items["data"].as_array().map(Vec::len), Some(4), "{items}");
+
+    // The store goes away.
+    store.abort();
+    let _ = store.await;
+    let resp = app
+        .post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "Still there?", "conversation": conv}),
+        )
+        .await;
+    let msg = common::expect_error(resp, 502, "upstream_error").await;
+    assert!(
+        msg.contains(&format!(
+            "conversation store (http http://{addr}) failed on GET /threads/"
+        )),
+        "{msg}"
+    );
+    assert_eq!(mock.requests().len(), 2, "nothing reached the model");
+}

@@ -130,8 +130,10 @@ pub enum Error {
     Unavailable(String),
     #[error("unknown response '{0}': no conversation holds it")]
     UnknownResponse(String),
-    /// The external store failed (502 `upstream_error`).
-    #[error("conversation store '{store}' failed on '{call}': {detail}")]
+    /// The external store failed (502 `upstream_error`). `store` and `call`
+    /// as shown: `'server'` and `'append_turn'`, or `(http <base>)` and
+    /// `PATCH /threads/<id>`.
+    #[error("conversation store {store} failed on {call}: {detail}")]
     Store {
         store: String,
         call: String,
