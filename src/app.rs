@@ -109,7 +109,10 @@ impl AppState {
         );
         let inference =
             Registry::new(&config.inferencers, env, client.clone()).with_timeouts(options.timeouts);
-        let conversations = Table::open_or_unavailable(&config.settings.state_dir);
+        let conversations = Table::open_or_unavailable(
+            &config.settings.state_dir,
+            config.settings.state_url.as_deref(),
+        );
         let conversation_store =
             Store::from_config(config.conversation_store.as_ref(), &tools, &client);
         Ok(Self {

@@ -513,3 +513,111 @@ async fn a_rest_store_holds_conversations_and_its_failure_is_named() {
     );
     assert_eq!(mock.requests().len(), 2, "nothing reached the model");
 }
+
+/// A real `redis-server` (Debian package; `scripts/install-peers` installs
+/// it) on a Unix socket in a temp dir, stopped when dropped.
+struct Redis {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("redis.sock");
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--unixsocket",
+            ])
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is missing: run scripts/install-peers");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Redis {
+            child,
+            url: format!("redis+unix://{}", sock.display()),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two woollama instances sharing one Redis (and one store) hold one
+/// conversation: a turn on the second follows a response of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_conversations_through_redis() {
+    let redis = Redis::start();
+    let mock = Mock::start().await;
+    mock.push(Reply::Json(StatusCode::OK, completion("Hello Cy.")));
+    mock.push(Reply::Json(StatusCode::OK, completion("You are Cy.")));
+    let threads = tempfile::tempdir().expect("threads");
+    let mcp = json!({
+        "mcpServers": {"store": {"command": env!("CARGO_BIN_EXE_woollama"),
+                                 "args": ["example-server", "convstore", threads.path()]}},
+        "conversationStore": "store",
+    })
+    .to_string();
+    let instance = || {
+        Setup::new(&mock)
+            .env("WOOLLAMA_STATE_URL", &redis.url)
+            .mcp(&mcp)
+    };
+    let (a, b) = (instance().start().await, instance().start().await);
+
+    let (s, first) = common::json(
+        a.post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "I am Cy.", "store": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{first}");
+    let (s, second) = common::json(
+        b.post(
+            "/v1/responses",
+            json!({"model": "mock/m", "input": "Who am I?", "previous_response_id": first["id"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{second}");
+    assert_eq!(second["conversation"]["id"], first["conversation"]["id"]);
+    assert_eq!(
+        mock.requests()[1].body["messages"],
+        json!([
+            {"role": "user", "content": "I am Cy."},
+            {"role": "assistant", "content": "Hello Cy."},
+            {"role": "user", "content": "Who am I?"},
+        ])
+    );
+    let (_, listed) = common::json(a.get("/v1/conversations").await).await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    let (_, keyed_a) =
+        common::json(a.post("/v1/conversations", json!({"key": "shared"})).await).await;
+    let (s, keyed_b) =
+        common::json(b.post("/v1/conversations", json!({"key": "shared"})).await).await;
+    assert_eq!(s, 200);
+    assert_eq!(keyed_a["id"], keyed_b["id"]);
+}

@@ -125,6 +125,9 @@ pub struct Settings {
     /// `$WOOLLAMA_STATE_DIR`, else `$XDG_STATE_HOME/woollama`, else
     /// `~/.local/state/woollama` (DESIGN decision 4).
     pub state_dir: PathBuf,
+    /// `WOOLLAMA_STATE_URL` (`redis://…`): the handle table in Redis, shared
+    /// by every instance that names it.
+    pub state_url: Option<String>,
     /// How long `/v1/models` waits for a discovering provider.
     pub discovery_timeout: Duration,
     /// How long shutdown waits for in-flight requests and streams.
@@ -194,6 +197,7 @@ impl Settings {
             token: env.non_empty("WOOLLAMA_TOKEN").map(Secret::new),
             runtime_dir: PathBuf::from(env.non_empty("XDG_RUNTIME_DIR").unwrap_or("/tmp")),
             state_dir: state_dir(env),
+            state_url: env.non_empty("WOOLLAMA_STATE_URL").map(str::to_string),
             discovery_timeout,
             shutdown_grace,
             mcp_connect_timeout,

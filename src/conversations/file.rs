@@ -33,14 +33,11 @@ struct State {
     responses: std::collections::BTreeMap<String, String>,
 }
 
-type Writers = std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>;
-
 /// The durable handle table.
 #[derive(Debug, Clone)]
 pub struct FileTable {
     path: PathBuf,
     state: Arc<Mutex<State>>,
-    writers: Arc<Mutex<Writers>>,
 }
 
 fn storage(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -80,7 +77,6 @@ impl FileTable {
         Ok(Self {
             path,
             state: Arc::new(Mutex::new(state)),
-            writers: Arc::default(),
         })
     }
 
@@ -194,7 +190,7 @@ impl FileTable {
     }
 
     pub fn delete(&self, id: &str) -> Result<Handle, Error> {
-        let gone = self.commit(|state| {
+        self.commit(|state| {
             let pos = state
                 .handles
                 .iter()
@@ -202,12 +198,7 @@ impl FileTable {
                 .ok_or_else(|| Error::UnknownConversation(id.to_string()))?;
             state.responses.retain(|_, c| c != id);
             Ok(state.handles.remove(pos))
-        })?;
-        self.writers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
-        Ok(gone)
+        })
     }
 
     pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
@@ -225,13 +216,5 @@ impl FileTable {
             .cloned()
             .ok_or_else(|| Error::UnknownResponse(response.to_string()))?;
         self.get(&id)
-    }
-
-    pub fn writer(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut writers = self
-            .writers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(writers.entry(id.to_string()).or_default())
     }
 }

@@ -15,14 +15,18 @@
 //! which one runs.
 
 mod file;
+mod redis;
 mod store;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use file::FileTable;
+pub use redis::RedisTable;
 pub use store::Store;
 
 /// A conversation's state, as clients see it.
@@ -141,92 +145,158 @@ pub enum Error {
     },
 }
 
-/// The handle table.
+/// Where the handles are kept.
 #[derive(Debug, Clone)]
-pub enum Table {
+enum Backend {
     File(FileTable),
+    Redis(RedisTable),
     /// The table could not be opened (why): every call says so.
-    Unavailable(std::sync::Arc<str>),
+    Unavailable(Arc<str>),
+}
+
+type Writers = HashMap<String, Arc<tokio::sync::Mutex<()>>>;
+
+/// The handle table: its backend, and this process's writer locks.
+#[derive(Debug, Clone)]
+pub struct Table {
+    backend: Backend,
+    writers: Arc<Mutex<Writers>>,
+}
+
+/// Calls `$method` on whichever backend holds the table.
+macro_rules! each {
+    ($self:ident, $t:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::File($t) => $call,
+            Backend::Redis($t) => $call,
+            Backend::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
+        }
+    };
+}
+
+/// A conversation's writer lock, held until dropped.
+pub struct Writer {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    /// The lock every instance sees (Redis): the table, the id, our token.
+    shared: Option<(RedisTable, String, String)>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some((t, id, token)) = self.shared.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || t.unlock(&id, &token))),
+                Err(_) => t.unlock(&id, &token),
+            }
+        }
+    }
 }
 
 impl Table {
-    /// The durable default: `<state dir>/conversations.json`.
-    pub fn open(state_dir: &std::path::Path) -> Result<Self, Error> {
-        Ok(Table::File(FileTable::open(state_dir)?))
+    fn with(backend: Backend) -> Self {
+        Self {
+            backend,
+            writers: Arc::default(),
+        }
     }
 
-    /// [`Table::open`], or a table that answers every call with why it could
+    /// The durable default: `<state dir>/conversations.json`.
+    pub fn open(state_dir: &std::path::Path) -> Result<Self, Error> {
+        Ok(Table::with(Backend::File(FileTable::open(state_dir)?)))
+    }
+
+    /// The table in Redis at `url`, shared by every instance that names it.
+    pub fn redis(url: &str) -> Result<Self, Error> {
+        Ok(Table::with(Backend::Redis(RedisTable::open(url)?)))
+    }
+
+    /// The table in Redis when `state_url` names it, else the file under
+    /// `state_dir` — or a table that answers every call with why it could
     /// not be opened (logged once): woollama still starts.
-    pub fn open_or_unavailable(state_dir: &std::path::Path) -> Self {
-        Table::open(state_dir).unwrap_or_else(|e| {
+    pub fn open_or_unavailable(state_dir: &std::path::Path, state_url: Option<&str>) -> Self {
+        let opened = match state_url {
+            Some(url) => Table::redis(url),
+            None => Table::open(state_dir),
+        };
+        opened.unwrap_or_else(|e| {
             tracing::warn!("{e}");
-            Table::Unavailable(e.to_string().into())
+            Table::with(Backend::Unavailable(e.to_string().into()))
         })
     }
 
     /// Adds `handle`, or — when its `key` names an existing conversation —
     /// returns that one; `true` when it was created.
     pub fn create(&self, handle: Handle) -> Result<(Handle, bool), Error> {
-        match self {
-            Table::File(t) => t.create(handle),
-            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
-        }
+        each!(self, t => t.create(handle))
     }
 
     pub fn get(&self, id: &str) -> Result<Handle, Error> {
-        match self {
-            Table::File(t) => t.get(id),
-            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
-        }
+        each!(self, t => t.get(id))
     }
 
     /// A page of at most `limit` handles after the one named `after`.
     pub fn list(&self, order: Order, after: Option<&str>, limit: usize) -> Result<Page, Error> {
-        match self {
-            Table::File(t) => t.list(order, after, limit),
-            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
-        }
+        each!(self, t => t.list(order, after, limit))
     }
 
     /// Changes a handle; its `updated_at` moves.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Handle)) -> Result<Handle, Error> {
-        match self {
-            Table::File(t) => t.update(id, change),
-            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
-        }
+        each!(self, t => t.update(id, change))
     }
 
     /// Records that response `response` belongs to conversation `id`.
     pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
-        match self {
-            Table::File(t) => t.record_response(response, id),
-            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
-        }
+        each!(self, t => t.record_response(response, id))
     }
 
     /// The conversation a response belongs to.
     pub fn conversation_of(&self, response: &str) -> Result<Handle, Error> {
-        match self {
-            Table::File(t) => t.conversation_of(response),
-            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
-        }
-    }
-
-    /// The one-writer lock of conversation `id`: a second turn waits for the
-    /// first, never interleaves with it.
-    pub fn writer(&self, id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-        match self {
-            Table::File(t) => t.writer(id),
-            Table::Unavailable(_) => std::sync::Arc::default(),
-        }
+        each!(self, t => t.conversation_of(response))
     }
 
     /// Forgets a handle.
     pub fn delete(&self, id: &str) -> Result<Handle, Error> {
-        match self {
-            Table::File(t) => t.delete(id),
-            Table::Unavailable(why) => Err(Error::Unavailable(why.to_string())),
-        }
+        let gone = each!(self, t => t.delete(id))?;
+        self.writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        Ok(gone)
+    }
+
+    /// The one-writer lock of conversation `id`: a second turn waits for the
+    /// first, never interleaves with it — in this process, and with Redis in
+    /// every process that shares the table.
+    pub async fn lock(&self, id: &str) -> Result<Writer, Error> {
+        let local = {
+            let mut w = self
+                .writers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(w.entry(id.to_string()).or_default())
+        };
+        let local = local.lock_owned().await;
+        let shared = match &self.backend {
+            Backend::Redis(t) => {
+                let token = uuid::Uuid::new_v4().simple().to_string();
+                loop {
+                    let (t2, id2, tok) = (t.clone(), id.to_string(), token.clone());
+                    let got = tokio::task::spawn_blocking(move || t2.try_lock(&id2, &tok))
+                        .await
+                        .map_err(|e| Error::Unavailable(e.to_string()))??;
+                    if got {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Some((t.clone(), id.to_string(), token))
+            }
+            _ => None,
+        };
+        Ok(Writer {
+            _local: local,
+            shared,
+        })
     }
 }
 

@@ -90,7 +90,7 @@ pub(super) async fn turn(
     };
     let handle = resolve(state, body).await?;
     // Held until the answer is stored (for a stream: until its end).
-    let one_at_a_time = state.conversations.writer(&handle.id).lock_owned().await;
+    let one_at_a_time = state.conversations.lock(&handle.id).await?;
     let id = handle.id.clone();
     let handle = table(state, move |t| t.get(&id)).await?;
     if let Some(backend) = handle.backend.as_deref().filter(|b| *b != STORE_BACKED) {

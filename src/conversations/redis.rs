@@ -1,0 +1,232 @@
+//! The handle table in Redis (`WOOLLAMA_STATE_URL=redis://…`), so several
+//! woollama instances behind one load balancer share conversations.
+//!
+//! Keys, under `woollama:`: `conv:<id>` (the handle as JSON), `order` (a
+//! sorted set of ids by creation sequence), `seq` (the sequence counter),
+//! `keys` (a hash of caller key → id, set with `HSETNX` so two instances
+//! creating the same key agree on one conversation), `responses` (a hash of
+//! response id → conversation id), and `lock:<id>` (the one-writer lock of a
+//! conversation, shared by every instance: `SET NX PX` with a token,
+//! released only by its holder). Calls are blocking (the sync client), made
+//! from the blocking pool like the file table's.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::Commands as _;
+
+use super::{Error, Handle, Order, Page};
+
+const PREFIX: &str = "woollama:";
+/// How long a writer lock lives if its holder dies without releasing it.
+const LOCK_TTL_MS: u64 = 10 * 60 * 1000;
+
+/// The shared handle table.
+#[derive(Clone)]
+pub struct RedisTable {
+    url: String,
+    client: redis::Client,
+    conn: Arc<Mutex<Option<redis::Connection>>>,
+}
+
+impl std::fmt::Debug for RedisTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTable")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(parts: &[&str]) -> String {
+    let mut k = PREFIX.to_string();
+    k.push_str(&parts.join(":"));
+    k
+}
+
+impl RedisTable {
+    /// Connects to `url` (checked once now, so a wrong URL is said at start).
+    pub fn open(url: &str) -> Result<Self, Error> {
+        let shown = shown(url);
+        let client = redis::Client::open(url).map_err(|e| unreachable(&shown, e))?;
+        let conn = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .map_err(|e| unreachable(&shown, e))?;
+        Ok(Self {
+            url: shown,
+            client,
+            conn: Arc::new(Mutex::new(Some(conn))),
+        })
+    }
+
+    /// Runs `f` on the connection, reconnecting once if it broke.
+    fn with<T>(
+        &self,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
+        let mut slot = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for attempt in 0..2 {
+            if slot.is_none() {
+                *slot = Some(
+                    self.client
+                        .get_connection_with_timeout(Duration::from_secs(5))
+                        .map_err(|e| unreachable(&self.url, e))?,
+                );
+            }
+            if let Some(conn) = slot.as_mut() {
+                match f(conn) {
+                    Ok(v) => return Ok(v),
+                    Err(e) if attempt == 0 && (e.is_io_error() || e.is_connection_dropped()) => {
+                        *slot = None;
+                    }
+                    Err(e) => return Err(unreachable(&self.url, e)),
+                }
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "Redis at {} did not answer",
+            self.url
+        )))
+    }
+
+    fn read(&self, id: &str) -> Result<Option<Handle>, Error> {
+        let text: Option<String> = self.with(|c| c.get(key(&["conv", id])))?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| {
+                Error::Unavailable(format!("conversation {id} in Redis is not a handle: {e}"))
+            })
+        })
+        .transpose()
+    }
+
+    fn write(&self, h: &Handle) -> Result<(), Error> {
+        let json = serde_json::to_string(h).unwrap_or_default();
+        self.with(|c| c.set::<_, _, ()>(key(&["conv", &h.id]), &json))
+    }
+
+    pub fn create(&self, mut handle: Handle) -> Result<(Handle, bool), Error> {
+        if let Some(k) = handle.key.clone() {
+            let claimed: bool = self.with(|c| c.hset_nx(key(&["keys"]), &k, &handle.id))?;
+            if !claimed {
+                let existing: String = self.with(|c| c.hget(key(&["keys"]), &k))?;
+                return self.get(&existing).map(|h| (h, false));
+            }
+        }
+        handle.seq = self.with(|c| c.incr(key(&["seq"]), 1))?;
+        self.write(&handle)?;
+        self.with(|c| c.zadd::<_, _, _, ()>(key(&["order"]), &handle.id, handle.seq))?;
+        Ok((handle, true))
+    }
+
+    pub fn get(&self, id: &str) -> Result<Handle, Error> {
+        self.read(id)?
+            .ok_or_else(|| Error::UnknownConversation(id.to_string()))
+    }
+
+    pub fn list(&self, order: Order, after: Option<&str>, limit: usize) -> Result<Page, Error> {
+        let mut ids: Vec<String> = self.with(|c| c.zrange(key(&["order"]), 0, -1))?;
+        if order == Order::Desc {
+            ids.reverse();
+        }
+        let start = match after {
+            None => 0,
+            Some(a) => {
+                ids.iter()
+                    .position(|i| i == a)
+                    .ok_or_else(|| Error::UnknownCursor(a.to_string()))?
+                    + 1
+            }
+        };
+        let rest = &ids[start.min(ids.len())..];
+        let mut data = Vec::new();
+        for id in rest.iter().take(limit) {
+            if let Some(h) = self.read(id)? {
+                data.push(h);
+            }
+        }
+        Ok(Page {
+            data,
+            has_more: rest.len() > limit,
+        })
+    }
+
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Handle)) -> Result<Handle, Error> {
+        let mut h = self.get(id)?;
+        change(&mut h);
+        h.updated_at = crate::wire::now().max(h.updated_at);
+        self.write(&h)?;
+        Ok(h)
+    }
+
+    pub fn delete(&self, id: &str) -> Result<Handle, Error> {
+        let h = self.get(id)?;
+        self.with(|c| {
+            redis::pipe()
+                .del(key(&["conv", id]))
+                .zrem(key(&["order"]), id)
+                .query::<()>(c)
+        })?;
+        if let Some(k) = &h.key {
+            self.with(|c| c.hdel::<_, _, ()>(key(&["keys"]), k))?;
+        }
+        Ok(h)
+    }
+
+    pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
+        self.with(|c| c.hset::<_, _, _, ()>(key(&["responses"]), response, id))
+    }
+
+    pub fn conversation_of(&self, response: &str) -> Result<Handle, Error> {
+        let id: Option<String> = self.with(|c| c.hget(key(&["responses"]), response))?;
+        let id = id.ok_or_else(|| Error::UnknownResponse(response.to_string()))?;
+        self.get(&id)
+    }
+
+    /// Tries once to take conversation `id`'s writer lock with `token`.
+    pub fn try_lock(&self, id: &str, token: &str) -> Result<bool, Error> {
+        let set: Option<String> = self.with(|c| {
+            redis::cmd("SET")
+                .arg(key(&["lock", id]))
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(LOCK_TTL_MS)
+                .query(c)
+        })?;
+        Ok(set.is_some())
+    }
+
+    /// Releases the lock if `token` still holds it.
+    pub fn unlock(&self, id: &str, token: &str) {
+        let script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+        let _ = self.with(|c| {
+            redis::cmd("EVAL")
+                .arg(script)
+                .arg(1)
+                .arg(key(&["lock", id]))
+                .arg(token)
+                .query::<i64>(c)
+        });
+    }
+}
+
+/// The URL as it may be shown: no password.
+fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(an unparseable URL)".to_string(),
+    }
+}
+
+fn unreachable(url: &str, e: redis::RedisError) -> Error {
+    Error::Unavailable(format!(
+        "the conversation table in Redis at {url} is unreachable: {e} (check WOOLLAMA_STATE_URL, and that redis-server runs)"
+    ))
+}
