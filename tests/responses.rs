@@ -621,3 +621,50 @@ async fn two_instances_share_conversations_through_redis() {
     assert_eq!(s, 200);
     assert_eq!(keyed_a["id"], keyed_b["id"]);
 }
+
+/// The README's stateful example, run by the official SDK against the
+/// bundled store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_holds_a_stateful_conversation() {
+    let mock = Mock::start().await;
+    mock.push(Reply::Json(StatusCode::OK, completion("Hello Ada.")));
+    mock.push(Reply::Json(StatusCode::OK, completion("You are Ada.")));
+    mock.push(sse(&["Still ", "Ada."]));
+    let state = tempfile::tempdir().expect("state");
+    let mcp = json!({
+        "mcpServers": {"store": {"command": env!("CARGO_BIN_EXE_woollama"),
+                                 "args": ["example-server", "convstore", state.path().join("threads")]}},
+        "conversationStore": "store",
+    })
+    .to_string();
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_STATE_DIR", &state.path().to_string_lossy())
+        .mcp(&mcp)
+        .start()
+        .await;
+    let base = app.url("/v1");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python/openai_conversation_client.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(common::python())
+            .arg(script)
+            .arg(base)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run python");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("4 passed, 0 failed"),
+        "{text}"
+    );
+    assert_eq!(
+        mock.requests()[2].body["messages"].as_array().map(Vec::len),
+        Some(5)
+    );
+}
