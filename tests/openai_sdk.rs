@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::Setup;
@@ -41,19 +40,6 @@ async fn the_openai_python_sdk_works_against_woollama() {
         gate: None,
     });
     let app = Setup::new(&mock).start().await;
-    let base = app.url("/v1");
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_sdk_client.py");
-    let out = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(base).output())
-        .await
-        .expect("join")
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the SDK script failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
+    common::python_script("openai_sdk_client.py", app.url("/v1"), 10).await;
     assert_eq!(mock.requests().len(), 5);
 }

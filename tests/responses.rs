@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use common::Setup;
 use common::mock::{Mock, Reply, completion, sse, sse_chunks, sse_tool_calls, tool_calls};
 use reqwest::StatusCode;
@@ -38,25 +35,7 @@ async fn the_openai_sdk_holds_stateless_responses() {
         .recipes("[recipes.plain]\ninferencer = \"mock/m\"\nsystem = \"You are plain.\"\n")
         .start()
         .await;
-    let base = app.url("/v1");
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_responses_client.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(common::python())
-            .arg(script)
-            .arg(base)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the SDK script failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("23 passed, 0 failed"), "{stdout}");
+    common::python_script("openai_responses_client.py", app.url("/v1"), 23).await;
 
     // What the upstream was sent: instructions as the system message, the
     // tool round trip as chat tool calls and a tool message, usage asked for
@@ -181,23 +160,15 @@ async fn store_backed_conversations_hold_across_turns_and_restarts() {
     let setup = || Setup::new(&mock).env("WOOLLAMA_STATE_DIR", &dir).mcp(&mcp);
     let app = setup().start().await;
 
-    let (s, first) = common::json(
-        app.post(
-            "/v1/responses",
-            json!({"model": "mock/m", "input": "My name is Ada.", "store": true}),
-        )
-        .await,
-    )
-    .await;
+    let (s, first) = app
+        .respond(json!({"model": "mock/m", "input": "My name is Ada.", "store": true}))
+        .await;
     assert_eq!(s, 200, "{first}");
     let conv = first["conversation"]["id"]
         .as_str()
         .expect("conversation")
         .to_string();
-    let (s, second) = common::json(
-        app.post("/v1/responses", json!({"model": "mock/m", "input": "What is my name?", "previous_response_id": first["id"], "instructions": "Be brief."})).await,
-    )
-    .await;
+    let (s, second) = app.respond(json!({"model": "mock/m", "input": "What is my name?", "previous_response_id": first["id"], "instructions": "Be brief."})).await;
     assert_eq!(s, 200, "{second}");
     assert_eq!(second["conversation"]["id"], conv.as_str());
     assert_eq!(
@@ -216,14 +187,9 @@ async fn store_backed_conversations_hold_across_turns_and_restarts() {
             {"role": "user", "content": "What is my name?"},
         ])
     );
-    let (s, third) = common::json(
-        app.post(
-            "/v1/responses",
-            json!({"model": "mock/m", "input": "And now?", "conversation": conv}),
-        )
-        .await,
-    )
-    .await;
+    let (s, third) = app
+        .respond(json!({"model": "mock/m", "input": "And now?", "conversation": conv}))
+        .await;
     assert_eq!(s, 200, "{third}");
     assert_eq!(
         mock.requests()[2].body["messages"].as_array().map(Vec::len),
@@ -251,14 +217,11 @@ async fn store_backed_conversations_hold_across_turns_and_restarts() {
 
     // A restart: the handle table and the store's threads are on disk.
     let app = setup().start().await;
-    let (s, fourth) = common::json(
-        app.post(
-            "/v1/responses",
+    let (s, fourth) = app
+        .respond(
             json!({"model": "mock/m", "input": "Once more.", "previous_response_id": third["id"]}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(s, 200, "{fourth}");
     assert_eq!(
         mock.requests()[3].body["messages"].as_array().map(Vec::len),
@@ -336,17 +299,7 @@ async fn turns_on_one_conversation_wait_for_each_other_and_stream() {
     });
     mock.push(Reply::Json(StatusCode::OK, completion("second answer")));
     let state = tempfile::tempdir().expect("state");
-    let mcp = json!({
-        "mcpServers": {"store": {"command": env!("CARGO_BIN_EXE_woollama"),
-                                 "args": ["example-server", "convstore", state.path().join("threads")]}},
-        "conversationStore": "store",
-    })
-    .to_string();
-    let app = Setup::new(&mock)
-        .env("WOOLLAMA_STATE_DIR", &state.path().to_string_lossy())
-        .mcp(&mcp)
-        .start()
-        .await;
+    let app = Setup::new(&mock).with_store(state.path()).start().await;
     let (_, conv) = common::json(
         app.post("/v1/conversations", json!({"model": "mock/m"}))
             .await,
@@ -466,23 +419,15 @@ async fn a_rest_store_holds_conversations_and_its_failure_is_named() {
         .mcp(&mcp)
         .start()
         .await;
-    let (s, first) = common::json(
-        app.post(
-            "/v1/responses",
-            json!({"model": "mock/m", "input": "I am Bo.", "store": true}),
-        )
-        .await,
-    )
-    .await;
+    let (s, first) = app
+        .respond(json!({"model": "mock/m", "input": "I am Bo.", "store": true}))
+        .await;
     assert_eq!(s, 200, "{first}");
-    let (s, second) = common::json(
-        app.post(
-            "/v1/responses",
+    let (s, second) = app
+        .respond(
             json!({"model": "mock/m", "input": "Who am I?", "previous_response_id": first["id"]}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(s, 200, "{second}");
     assert_eq!(
         mock.requests()[1].body["messages"].as_array().map(Vec::len),
@@ -585,23 +530,15 @@ async fn two_instances_share_conversations_through_redis() {
     };
     let (a, b) = (instance().start().await, instance().start().await);
 
-    let (s, first) = common::json(
-        a.post(
-            "/v1/responses",
-            json!({"model": "mock/m", "input": "I am Cy.", "store": true}),
-        )
-        .await,
-    )
-    .await;
+    let (s, first) = a
+        .respond(json!({"model": "mock/m", "input": "I am Cy.", "store": true}))
+        .await;
     assert_eq!(s, 200, "{first}");
-    let (s, second) = common::json(
-        b.post(
-            "/v1/responses",
+    let (s, second) = b
+        .respond(
             json!({"model": "mock/m", "input": "Who am I?", "previous_response_id": first["id"]}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(s, 200, "{second}");
     assert_eq!(second["conversation"]["id"], first["conversation"]["id"]);
     assert_eq!(
@@ -631,38 +568,8 @@ async fn the_openai_sdk_holds_a_stateful_conversation() {
     mock.push(Reply::Json(StatusCode::OK, completion("You are Ada.")));
     mock.push(sse(&["Still ", "Ada."]));
     let state = tempfile::tempdir().expect("state");
-    let mcp = json!({
-        "mcpServers": {"store": {"command": env!("CARGO_BIN_EXE_woollama"),
-                                 "args": ["example-server", "convstore", state.path().join("threads")]}},
-        "conversationStore": "store",
-    })
-    .to_string();
-    let app = Setup::new(&mock)
-        .env("WOOLLAMA_STATE_DIR", &state.path().to_string_lossy())
-        .mcp(&mcp)
-        .start()
-        .await;
-    let base = app.url("/v1");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python/openai_conversation_client.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(common::python())
-            .arg(script)
-            .arg(base)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run python");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("4 passed, 0 failed"),
-        "{text}"
-    );
+    let app = Setup::new(&mock).with_store(state.path()).start().await;
+    common::python_script("openai_conversation_client.py", app.url("/v1"), 4).await;
     assert_eq!(
         mock.requests()[2].body["messages"].as_array().map(Vec::len),
         Some(5)

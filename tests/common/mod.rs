@@ -275,3 +275,53 @@ pub fn python() -> std::path::PathBuf {
         "python3".into()
     }
 }
+
+/// Runs `tests/python/<script>` with the peers' Python and `base`, and
+/// returns its output; panics unless it exits 0 and reports `passed`
+/// checks passed.
+pub async fn python_script(script: &str, base: String, passed: usize) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python())
+            .arg(path)
+            .arg(base)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run python");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains(&format!("{passed} passed, 0 failed")),
+        "{script} failed:\n{text}"
+    );
+    text
+}
+
+impl Setup {
+    /// Conversations kept under `state`, with the bundled convstore (threads
+    /// in `state/threads`) as the conversation store.
+    pub fn with_store(self, state: &std::path::Path) -> Setup {
+        let mcp = serde_json::json!({
+            "mcpServers": {"store": {"command": env!("CARGO_BIN_EXE_woollama"),
+                                     "args": ["example-server", "convstore", state.join("threads")]}},
+            "conversationStore": "store",
+        })
+        .to_string();
+        self.env("WOOLLAMA_STATE_DIR", &state.to_string_lossy())
+            .mcp(&mcp)
+    }
+}
+
+impl TestApp {
+    /// `POST /v1/responses` with `body`: the status and the JSON answer.
+    pub async fn respond(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        json(self.post("/v1/responses", body).await).await
+    }
+}
