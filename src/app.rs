@@ -111,7 +111,11 @@ impl AppState {
             Registry::new(&config.inferencers, env, client.clone()).with_timeouts(options.timeouts);
         let conversations = Table::open_or_unavailable(
             &config.settings.state_dir,
-            config.settings.state_url.as_deref(),
+            config
+                .settings
+                .state_url
+                .as_ref()
+                .map(crate::config::Secret::expose),
         );
         let conversation_store =
             Store::from_config(config.conversation_store.as_ref(), &tools, &client);

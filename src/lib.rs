@@ -22,7 +22,8 @@
 //!    surfaces never import each other.
 //! 4. [`app`]: the one assembly of the shared handles ([`app::AppState`]).
 //!    [`orchestrate`]: the recipe loop, as a stream of events.
-//! 5. [`conversations`]: the conversation handle table (durable).
+//! 5. [`conversations`]: the conversation handle table (a durable file, or
+//!    Redis) and the external conversation store.
 //!    [`inference`]: the inferencer registry and the backend seam (relay,
 //!    typed answer, typed event stream). [`tools`]: the MCP client side —
 //!    downstream connections, the child guard, health, the aggregated

@@ -213,6 +213,18 @@ async fn store_backed_conversations_hold_across_turns_and_restarts() {
         .await;
     let msg = common::expect_error(unknown, 404, "not_found").await;
     assert!(msg.contains("resp_nope"), "{msg}");
+    // A model no store-backed turn can run makes no conversation.
+    let (_, before) = common::json(app.get("/v1/conversations").await).await;
+    let (s, refused) = app
+        .respond(json!({"model": "claude-code/sonnet", "input": "x", "store": true}))
+        .await;
+    assert_eq!(s, 501, "{refused}");
+    let (s, _) = app
+        .respond(json!({"model": "nowhere/m", "input": "x", "store": true}))
+        .await;
+    assert_eq!(s, 400);
+    let (_, after) = common::json(app.get("/v1/conversations").await).await;
+    assert_eq!(before["data"], after["data"]);
     drop(app);
 
     // A restart: the handle table and the store's threads are on disk.
@@ -574,4 +586,68 @@ async fn the_openai_sdk_holds_a_stateful_conversation() {
         mock.requests()[2].body["messages"].as_array().map(Vec::len),
         Some(5)
     );
+}
+
+/// A client function tool across stateful turns: a call the upstream gave no
+/// id gets one, the stored turn and the response agree on it, the next
+/// turn's `function_call_output` finds it, and the items show both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_call_round_trip_on_a_conversation() {
+    let mock = Mock::start().await;
+    let mut call = tool_calls(&[("", "add", json!({"a": 2}))]);
+    call["choices"][0]["message"]["tool_calls"][0]
+        .as_object_mut()
+        .expect("call")
+        .remove("id");
+    mock.push(Reply::Json(StatusCode::OK, call));
+    mock.push(Reply::Json(StatusCode::OK, completion("4")));
+    let state = tempfile::tempdir().expect("state");
+    let app = Setup::new(&mock).with_store(state.path()).start().await;
+    let tools = json!([{"type": "function", "name": "add", "parameters": {"type": "object"}}]);
+    let (s, first) = app
+        .respond(json!({"model": "mock/m", "input": "add 2", "store": true, "tools": tools}))
+        .await;
+    assert_eq!(s, 200, "{first}");
+    let call_id = first["output"][0]["call_id"]
+        .as_str()
+        .expect("call id")
+        .to_string();
+    assert!(call_id.starts_with("call_"), "{first}");
+    let (s, second) = app
+        .respond(json!({"model": "mock/m", "previous_response_id": first["id"], "tools": tools,
+                        "input": [{"type": "function_call_output", "call_id": call_id, "output": "4"}]}))
+        .await;
+    assert_eq!(s, 200, "{second}");
+    let sent = &mock.requests()[1].body["messages"];
+    assert_eq!(sent[1]["tool_calls"][0]["id"], call_id.as_str(), "{sent}");
+    assert_eq!(
+        sent[2],
+        json!({"role": "tool", "tool_call_id": call_id, "content": "4"})
+    );
+    let conv = second["conversation"]["id"]
+        .as_str()
+        .expect("conversation")
+        .to_string();
+    let (_, items) = common::json(app.get(&format!("/v1/conversations/{conv}/items")).await).await;
+    let kinds: Vec<&str> = items["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "function_call",
+            "function_call_output",
+            "message"
+        ],
+        "{items}"
+    );
+    assert_eq!(items["data"][1]["call_id"], call_id.as_str());
+    let bad = app
+        .get(&format!("/v1/conversations/{conv}/items?after=msg_nope"))
+        .await;
+    common::expect_error(bad, 400, "invalid_request_error").await;
 }

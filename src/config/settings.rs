@@ -127,7 +127,7 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// `WOOLLAMA_STATE_URL` (`redis://…`): the handle table in Redis, shared
     /// by every instance that names it.
-    pub state_url: Option<String>,
+    pub state_url: Option<crate::config::Secret>,
     /// How long `/v1/models` waits for a discovering provider.
     pub discovery_timeout: Duration,
     /// How long shutdown waits for in-flight requests and streams.
@@ -197,7 +197,9 @@ impl Settings {
             token: env.non_empty("WOOLLAMA_TOKEN").map(Secret::new),
             runtime_dir: PathBuf::from(env.non_empty("XDG_RUNTIME_DIR").unwrap_or("/tmp")),
             state_dir: state_dir(env),
-            state_url: env.non_empty("WOOLLAMA_STATE_URL").map(str::to_string),
+            state_url: env
+                .non_empty("WOOLLAMA_STATE_URL")
+                .map(crate::config::Secret::new),
             discovery_timeout,
             shutdown_grace,
             mcp_connect_timeout,

@@ -44,17 +44,25 @@ fn key(parts: &[&str]) -> String {
 }
 
 impl RedisTable {
-    /// Connects to `url` (checked once now, so a wrong URL is said at start).
+    /// The table at `url`. A URL that cannot mean anything is an error; a
+    /// Redis that is down now is said (logged) and connected to later.
     pub fn open(url: &str) -> Result<Self, Error> {
         let shown = shown(url);
         let client = redis::Client::open(url).map_err(|e| unreachable(&shown, e))?;
-        let conn = client
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .map_err(|e| unreachable(&shown, e))?;
+        let conn = match connect(&client) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(
+                    "{}; conversations will connect when asked",
+                    unreachable(&shown, e)
+                );
+                None
+            }
+        };
         Ok(Self {
             url: shown,
             client,
-            conn: Arc::new(Mutex::new(Some(conn))),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 
@@ -69,11 +77,7 @@ impl RedisTable {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for attempt in 0..2 {
             if slot.is_none() {
-                *slot = Some(
-                    self.client
-                        .get_connection_with_timeout(Duration::from_secs(5))
-                        .map_err(|e| unreachable(&self.url, e))?,
-                );
+                *slot = Some(connect(&self.client).map_err(|e| unreachable(&self.url, e))?);
             }
             if let Some(conn) = slot.as_mut() {
                 match f(conn) {
@@ -195,7 +199,13 @@ impl RedisTable {
                 .arg(LOCK_TTL_MS)
                 .query(c)
         })?;
-        Ok(set.is_some())
+        if set.is_some() {
+            return Ok(true);
+        }
+        // A SET that went through before the connection broke (and was
+        // retried) left our own token: the lock is ours.
+        let holder: Option<String> = self.with(|c| c.get(key(&["lock", id])))?;
+        Ok(holder.as_deref() == Some(token))
     }
 
     /// Releases the lock if `token` still holds it.
@@ -212,13 +222,23 @@ impl RedisTable {
     }
 }
 
-/// The URL as it may be shown: no password.
+/// A connection whose every call is bounded (a half-open socket must not
+/// hang every conversation call).
+fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let c = client.get_connection_with_timeout(Duration::from_secs(5))?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    c.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(c)
+}
+
+/// The URL as it may be shown: no password, no query (which may carry one).
 fn shown(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));
             }
+            u.set_query(None);
             u.to_string()
         }
         Err(_) => "(an unparseable URL)".to_string(),

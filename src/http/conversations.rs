@@ -172,6 +172,8 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let metadata = metadata(&body)?;
     let title = string(&body, "title")?;
+    // Not in the middle of a turn (which updates the handle too).
+    let _one_at_a_time = state.conversations.lock(&id).await?;
     let h = table(&state, move |t| {
         t.update(&id, |h| {
             if let Some(m) = metadata {
@@ -194,6 +196,8 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let known = id.clone();
     let h = table(&state, move |t| t.get(&known)).await?;
+    // Not in the middle of a turn, which would append to a deleted thread.
+    let _one_at_a_time = state.conversations.lock(&h.id).await?;
     if let (Some(store), Some(thread)) = (&state.conversation_store, &h.native_id) {
         store.delete(thread).await?;
     }
@@ -220,16 +224,19 @@ pub async fn items(
     let mut items: Vec<Value> = messages
         .iter()
         .enumerate()
-        .map(|(i, m)| item(&h.id, i, m))
+        .flat_map(|(i, m)| items_of(&h.id, i, m))
         .collect();
     if order == Order::Desc {
         items.reverse();
     }
     let start = match after {
-        Some(a) => items
-            .iter()
-            .position(|i| i["id"] == a.as_str())
-            .map_or(items.len(), |p| p + 1),
+        Some(a) => {
+            items
+                .iter()
+                .position(|i| i["id"] == a.as_str())
+                .ok_or(conversations::Error::UnknownCursor(a))?
+                + 1
+        }
         None => 0,
     };
     let rest: Vec<Value> = items.into_iter().skip(start).collect();
@@ -254,7 +261,35 @@ fn backend_for(state: &AppState, model: &str) -> Result<String, ApiError> {
     Err(RequestError::NoStatefulBackend(model.to_string()).into())
 }
 
-/// A stored chat message as a conversation item.
+/// A stored chat message as conversation items: a message, a tool result as
+/// a `function_call_output`, an assistant's tool calls as `function_call`s
+/// (after its text, if any).
+fn items_of(conversation: &str, index: usize, m: &Value) -> Vec<Value> {
+    let suffix = conversation.trim_start_matches("conv_");
+    let role = m["role"].as_str().unwrap_or("user");
+    if role == "tool" {
+        return vec![
+            json!({"id": format!("fco_{suffix}_{index}"), "type": "function_call_output",
+            "call_id": m["tool_call_id"], "output": m["content"], "status": "completed"}),
+        ];
+    }
+    let mut out = Vec::new();
+    let has_text = m["content"].as_str().is_some_and(|t| !t.is_empty()) || m["content"].is_array();
+    let calls = m["tool_calls"].as_array().cloned().unwrap_or_default();
+    if has_text || calls.is_empty() {
+        out.push(item(conversation, index, m));
+    }
+    for (n, call) in calls.iter().enumerate() {
+        out.push(
+            json!({"id": format!("fc_{suffix}_{index}_{n}"), "type": "function_call",
+            "call_id": call["id"], "name": call["function"]["name"],
+            "arguments": call["function"]["arguments"], "status": "completed"}),
+        );
+    }
+    out
+}
+
+/// A stored chat message as a message item.
 fn item(conversation: &str, index: usize, m: &Value) -> Value {
     let role = m["role"].as_str().unwrap_or("user");
     let text = match &m["content"] {

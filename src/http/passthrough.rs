@@ -23,13 +23,13 @@ use crate::inference::{Endpoint, Inferencer, Relay};
 use crate::routing::{Route, route};
 
 /// A pass-through target: the inferencer and the bare model.
-pub(super) struct Target {
+pub(crate) struct Target {
     pub inf: Arc<Inferencer>,
     pub model: String,
 }
 
 /// Resolves `model` for a pass-through endpoint.
-pub(super) fn resolve(
+pub(crate) fn resolve(
     state: &AppState,
     model: &str,
     endpoint: Endpoint,

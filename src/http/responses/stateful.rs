@@ -88,6 +88,19 @@ pub(super) async fn turn(
         Some(s) => s.clone(),
         None => return Err(RequestError::NoStatefulBackend(model.to_string()).into()),
     };
+    // The model must be one a store-backed turn can run, before any
+    // conversation or thread is made for it.
+    match crate::routing::route(model, |p| state.inference.contains(p)) {
+        crate::routing::Route::Recipe(name) => {
+            crate::orchestrate::recipe(&state.config, name)?;
+        }
+        crate::routing::Route::ClaudeCode(_) | crate::routing::Route::ClaudeAgent(_) => {
+            return Err(RequestError::NoStatefulBackend(model.to_string()).into());
+        }
+        _ => {
+            crate::http::passthrough::resolve(state, model, crate::inference::Endpoint::Chat)?;
+        }
+    }
     let handle = resolve(state, body).await?;
     // Held until the answer is stored (for a stream: until its end).
     let one_at_a_time = state.conversations.lock(&handle.id).await?;
@@ -151,7 +164,20 @@ pub(super) async fn turn(
     if request.stream {
         return super::streamed(state, model, request, head, Some(Box::new(persist))).await;
     }
-    let completion = super::whole(state, model, &request).await?;
+    let mut completion = super::whole(state, model, &request).await?;
+    // A call the upstream gave no id gets one here, so the stored turn and
+    // the response show the same id (the next turn's output refers to it).
+    if let Some(Value::Array(calls)) = completion.pointer_mut("/choices/0/message/tool_calls") {
+        for call in calls {
+            if call
+                .get("id")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                call["id"] = json!(format!("call_{}", uuid::Uuid::new_v4().simple()));
+            }
+        }
+    }
     let answer = completion
         .pointer("/choices/0/message")
         .cloned()
