@@ -23,7 +23,7 @@ use super::{Error, Handle, Order, Page};
 
 const FILE: &str = "conversations.json";
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct State {
     /// In creation order.
     handles: Vec<Handle>,
@@ -102,10 +102,11 @@ impl FileTable {
                 .mode(0o600)
                 .open(&tmp)?;
             f.write_all(&bytes)?;
+            // Flushed before the rename: after a power loss the table is the
+            // old one or the new one, never an empty file. (The directory is
+            // not flushed: at worst the last change is lost, never the table.)
             f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            // The rename itself is durable once the directory is.
-            fs::File::open(dir)?.sync_all()
+            fs::rename(&tmp, &self.path)
         })();
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -117,15 +118,13 @@ impl FileTable {
     /// in-memory state is put back, so memory never claims what disk lost.
     fn commit<T>(&self, change: impl FnOnce(&mut State) -> Result<T, Error>) -> Result<T, Error> {
         let mut state = self.lock();
-        let before = serde_json::to_value(&*state).ok();
+        let before = state.clone();
         let out = change(&mut state)?;
-        if serde_json::to_value(&*state).ok() == before {
+        if *state == before {
             return Ok(out); // nothing changed: nothing to write
         }
         if let Err(e) = self.persist(&state) {
-            if let Some(old) = before.and_then(|v| serde_json::from_value(v).ok()) {
-                *state = old;
-            }
+            *state = before;
             return Err(e);
         }
         Ok(out)
@@ -203,6 +202,19 @@ impl FileTable {
 
     pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
         self.commit(|state| {
+            state.responses.insert(response.to_string(), id.to_string());
+            Ok(())
+        })
+    }
+
+    pub fn record_turn(&self, response: &str, id: &str) -> Result<(), Error> {
+        self.commit(|state| {
+            let h = state
+                .handles
+                .iter_mut()
+                .find(|h| h.id == id)
+                .ok_or_else(|| Error::UnknownConversation(id.to_string()))?;
+            h.updated_at = crate::wire::now().max(h.updated_at);
             state.responses.insert(response.to_string(), id.to_string());
             Ok(())
         })

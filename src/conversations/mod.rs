@@ -249,6 +249,12 @@ impl Table {
         each!(self, t => t.record_response(response, id))
     }
 
+    /// A turn ended: response `response` belongs to conversation `id`, whose
+    /// `updated_at` moves — one write.
+    pub fn record_turn(&self, response: &str, id: &str) -> Result<(), Error> {
+        each!(self, t => t.record_turn(response, id))
+    }
+
     /// The conversation a response belongs to.
     pub fn conversation_of(&self, response: &str) -> Result<Handle, Error> {
         each!(self, t => t.conversation_of(response))

@@ -182,6 +182,11 @@ impl RedisTable {
         self.with(|c| c.hset::<_, _, _, ()>(key(&["responses"]), response, id))
     }
 
+    pub fn record_turn(&self, response: &str, id: &str) -> Result<(), Error> {
+        self.record_response(response, id)?;
+        self.update(id, |_| {}).map(|_| ())
+    }
+
     pub fn conversation_of(&self, response: &str) -> Result<Handle, Error> {
         let id: Option<String> = self.with(|c| c.hget(key(&["responses"]), response))?;
         let id = id.ok_or_else(|| Error::UnknownResponse(response.to_string()))?;

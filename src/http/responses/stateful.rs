@@ -55,8 +55,14 @@ async fn table<T: Send + 'static>(
     super::super::conversations::table(state, call).await
 }
 
-/// Which conversation this turn belongs to.
-async fn resolve(state: &AppState, body: &Map<String, Value>) -> Result<Handle, ApiError> {
+/// Which conversation this turn belongs to. A new one is made with its
+/// store thread already in it (one write of the table, not two).
+async fn resolve(
+    state: &AppState,
+    body: &Map<String, Value>,
+    store: &crate::conversations::Store,
+    model: &str,
+) -> Result<Handle, ApiError> {
     let conversation = id_field(body, "conversation")?;
     let previous = id_field(body, "previous_response_id")?;
     let key = id_field(body, "key")?;
@@ -69,7 +75,8 @@ async fn resolve(state: &AppState, body: &Map<String, Value>) -> Result<Handle, 
         (Some(id), None) => table(state, move |t| t.get(&id)).await,
         (None, Some(resp)) => table(state, move |t| t.conversation_of(&resp)).await,
         (None, None) => {
-            let mut h = Handle::new(None, None);
+            let mut h = Handle::new(Some(model.to_string()), Some(STORE_BACKED.to_string()));
+            h.native_id = Some(store.create().await?);
             h.key = key;
             Ok(table(state, move |t| t.create(h)).await?.0)
         }
@@ -101,7 +108,7 @@ pub(super) async fn turn(
             crate::http::passthrough::resolve(state, model, crate::inference::Endpoint::Chat)?;
         }
     }
-    let handle = resolve(state, body).await?;
+    let handle = resolve(state, body, &store, model).await?;
     // Held until the answer is stored (for a stream: until its end).
     let one_at_a_time = state.conversations.lock(&handle.id).await?;
     let id = handle.id.clone();
@@ -153,11 +160,7 @@ pub(super) async fn turn(
                 let mut appended = new;
                 appended.push(stored(answer));
                 store.append(&thread, appended).await?;
-                table(&st, move |t| {
-                    t.record_response(&response, &conversation)?;
-                    t.update(&conversation, |_| {})
-                })
-                .await?;
+                table(&st, move |t| t.record_turn(&response, &conversation)).await?;
                 Ok(())
             })
         };

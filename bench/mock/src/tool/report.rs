@@ -154,6 +154,12 @@ enum Record {
         noise: Noise,
         r: Wrk,
     },
+    Responses {
+        mode: String,
+        #[serde(flatten)]
+        noise: Noise,
+        r: Wrk,
+    },
     Mcp {
         target: String,
         #[serde(flatten)]
@@ -228,6 +234,13 @@ impl Results {
     fn recipe(&self) -> Option<(&Wrk, Noise)> {
         self.records.iter().find_map(|r| match r {
             Record::Recipe { noise, r } => Some((r, *noise)),
+            _ => None,
+        })
+    }
+
+    fn responses(&self, mode: &str) -> Option<(&Wrk, Noise)> {
+        self.records.iter().find_map(|r| match r {
+            Record::Responses { mode: m, noise, r } if m == mode => Some((r, *noise)),
             _ => None,
         })
     }
@@ -471,6 +484,33 @@ fn checks(r: &Results) -> Vec<Check> {
     push(
         "loop overhead ≤ 0.5 ms per tool turn",
         loop_overhead(r).map(|(v, noisy)| (format!("{} ms", ms(v)), v <= 0.5, noisy)),
+    );
+    let (pass, stateless, stateful) = (
+        r.nonstream("woollama", 1),
+        r.responses("stateless"),
+        r.responses("stateful"),
+    );
+    push(
+        "stateless /v1/responses ≤ 0.05 ms over chat pass-through (p50)",
+        stateless.zip(pass).map(|((s, n), (p, pn))| {
+            let added = s.ms().p50 - p.ms().p50;
+            (
+                format!("{} ms", signed_ms(added)),
+                added <= 0.05,
+                n.noisy || pn.noisy,
+            )
+        }),
+    );
+    push(
+        "stateful turn ≤ 1 ms over stateless (p50, the store's calls included)",
+        stateful.zip(stateless).map(|((s, n), (l, ln))| {
+            let added = s.ms().p50 - l.ms().p50;
+            (
+                format!("{} ms", signed_ms(added)),
+                added <= 1.0,
+                n.noisy || ln.noisy,
+            )
+        }),
     );
     out
 }
@@ -739,6 +779,34 @@ fn render(r: &Results, machine: &str) -> String {
             if noisy { "⚠ noisy input" } else { "" }
         );
     }
+
+    // Responses.
+    let _ = writeln!(
+        md,
+        "\n#### Responses API\n\n`POST /v1/responses` with the pass-through's prompt as `input`, \
+         sequential (c=1), beside the same chat pass-through. *Stateful* adds `store: true`: each \
+         request starts a conversation on the bundled `convstore` (create the thread, read it, \
+         append the turn, record the handle).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| | p50 ms | p90 ms | p99 ms | errors | foreign CPU |\n|---|---:|---:|---:|---:|---:|"
+    );
+    wrk_row(
+        &mut md,
+        "chat pass-through (c=1)",
+        r.nonstream("woollama", 1),
+    );
+    wrk_row(
+        &mut md,
+        "`/v1/responses`, stateless",
+        r.responses("stateless"),
+    );
+    wrk_row(
+        &mut md,
+        "`/v1/responses`, stateful (bundled store)",
+        r.responses("stateful"),
+    );
 
     // MCP.
     let _ = writeln!(
