@@ -33,6 +33,16 @@ struct State {
     responses: std::collections::BTreeMap<String, String>,
 }
 
+impl State {
+    /// Where conversation `id` is.
+    fn position(&self, id: &str) -> Result<usize, Error> {
+        self.handles
+            .iter()
+            .position(|h| h.id == id)
+            .ok_or_else(|| Error::UnknownConversation(id.to_string()))
+    }
+}
+
 /// The durable handle table.
 #[derive(Debug, Clone)]
 pub struct FileTable {
@@ -177,11 +187,7 @@ impl FileTable {
 
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Handle)) -> Result<Handle, Error> {
         self.commit(|state| {
-            let h = state
-                .handles
-                .iter_mut()
-                .find(|h| h.id == id)
-                .ok_or_else(|| Error::UnknownConversation(id.to_string()))?;
+            let h = state.position(id).map(|p| &mut state.handles[p])?;
             change(h);
             h.updated_at = crate::wire::now().max(h.updated_at);
             Ok(h.clone())
@@ -190,11 +196,7 @@ impl FileTable {
 
     pub fn delete(&self, id: &str) -> Result<Handle, Error> {
         self.commit(|state| {
-            let pos = state
-                .handles
-                .iter()
-                .position(|h| h.id == id)
-                .ok_or_else(|| Error::UnknownConversation(id.to_string()))?;
+            let pos = state.position(id)?;
             state.responses.retain(|_, c| c != id);
             Ok(state.handles.remove(pos))
         })
@@ -209,11 +211,7 @@ impl FileTable {
 
     pub fn record_turn(&self, response: &str, id: &str) -> Result<(), Error> {
         self.commit(|state| {
-            let h = state
-                .handles
-                .iter_mut()
-                .find(|h| h.id == id)
-                .ok_or_else(|| Error::UnknownConversation(id.to_string()))?;
+            let h = state.position(id).map(|p| &mut state.handles[p])?;
             h.updated_at = crate::wire::now().max(h.updated_at);
             state.responses.insert(response.to_string(), id.to_string());
             Ok(())

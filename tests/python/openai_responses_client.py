@@ -10,17 +10,9 @@ import sys
 
 import openai
 
+from checks import check, done
+
 client = openai.OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0, timeout=30)
-passed = 0
-
-
-def check(name, cond, detail=""):
-    global passed
-    if not cond:
-        print(f"FAILED {name}: {detail}")
-        sys.exit(1)
-    passed += 1
-    print(f"ok {name}")
 
 
 ADD = {
@@ -120,4 +112,4 @@ try:
 except openai.NotFoundError as e:
     check("deleted is gone", "unknown conversation" in str(e), str(e))
 
-print(f"{passed} passed, 0 failed")
+done()

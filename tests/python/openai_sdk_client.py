@@ -9,18 +9,10 @@ import sys
 
 import openai
 
+from checks import check, done
+
 base_url = sys.argv[1]
 client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=30)
-passed = 0
-
-
-def check(name, cond, detail=""):
-    global passed
-    if not cond:
-        print(f"FAILED {name}: {detail}")
-        sys.exit(1)
-    passed += 1
-    print(f"ok {name}")
 
 
 # 1. Non-streaming pass-through.
@@ -82,4 +74,4 @@ try:
 except openai.BadRequestError as e:
     check("unknown namespace", "unknown model namespace" in str(e), str(e))
 
-print(f"{passed} passed, 0 failed")
+done()
