@@ -569,6 +569,27 @@ async fn two_instances_share_conversations_through_redis() {
         common::json(b.post("/v1/conversations", json!({"key": "shared"})).await).await;
     assert_eq!(s, 200);
     assert_eq!(keyed_a["id"], keyed_b["id"]);
+    // Deleted through one, gone for the other (key freed with it).
+    let resp = b
+        .client
+        .delete(b.url(&format!(
+            "/v1/conversations/{}",
+            keyed_a["id"].as_str().unwrap_or("")
+        )))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 200);
+    let gone = a
+        .get(&format!(
+            "/v1/conversations/{}",
+            keyed_a["id"].as_str().unwrap_or("")
+        ))
+        .await;
+    common::expect_error(gone, 404, "not_found").await;
+    let (s, fresh) =
+        common::json(a.post("/v1/conversations", json!({"key": "shared"})).await).await;
+    assert_eq!(s, 201, "{fresh}");
 }
 
 /// The README's stateful example, run by the official SDK against the

@@ -119,8 +119,15 @@ impl RedisTable {
             }
         }
         handle.seq = self.with(|c| c.incr(key(&["seq"]), 1))?;
-        self.write(&handle)?;
-        self.with(|c| c.zadd::<_, _, _, ()>(key(&["order"]), &handle.id, handle.seq))?;
+        // The handle and its place in the order appear together.
+        let json = serde_json::to_string(&handle).unwrap_or_default();
+        self.with(|c| {
+            redis::pipe()
+                .atomic()
+                .set(key(&["conv", &handle.id]), &json)
+                .zadd(key(&["order"]), &handle.id, handle.seq)
+                .query::<()>(c)
+        })?;
         Ok((handle, true))
     }
 
@@ -166,15 +173,15 @@ impl RedisTable {
 
     pub fn delete(&self, id: &str) -> Result<Handle, Error> {
         let h = self.get(id)?;
+        // The handle, its place in the order and its key go together.
         self.with(|c| {
-            redis::pipe()
-                .del(key(&["conv", id]))
-                .zrem(key(&["order"]), id)
-                .query::<()>(c)
+            let mut p = redis::pipe();
+            p.atomic().del(key(&["conv", id])).zrem(key(&["order"]), id);
+            if let Some(k) = &h.key {
+                p.hdel(key(&["keys"]), k);
+            }
+            p.query::<()>(c)
         })?;
-        if let Some(k) = &h.key {
-            self.with(|c| c.hdel::<_, _, ()>(key(&["keys"]), k))?;
-        }
         Ok(h)
     }
 
