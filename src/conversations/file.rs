@@ -202,13 +202,6 @@ impl FileTable {
         })
     }
 
-    pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
-        self.commit(|state| {
-            state.responses.insert(response.to_string(), id.to_string());
-            Ok(())
-        })
-    }
-
     pub fn record_turn(&self, response: &str, id: &str) -> Result<(), Error> {
         self.commit(|state| {
             let h = state.position(id).map(|p| &mut state.handles[p])?;

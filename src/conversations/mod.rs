@@ -244,11 +244,6 @@ impl Table {
         each!(self, t => t.update(id, change))
     }
 
-    /// Records that response `response` belongs to conversation `id`.
-    pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
-        each!(self, t => t.record_response(response, id))
-    }
-
     /// A turn ended: response `response` belongs to conversation `id`, whose
     /// `updated_at` moves — one write.
     pub fn record_turn(&self, response: &str, id: &str) -> Result<(), Error> {

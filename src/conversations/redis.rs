@@ -185,7 +185,7 @@ impl RedisTable {
         Ok(h)
     }
 
-    pub fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
+    fn record_response(&self, response: &str, id: &str) -> Result<(), Error> {
         self.with(|c| c.hset::<_, _, _, ()>(key(&["responses"]), response, id))
     }
 
