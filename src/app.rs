@@ -25,7 +25,7 @@ use crate::tools::{McpSettings, Reserved, ToolRegistry};
 #[derive(Debug, Clone)]
 pub struct Options {
     /// A woollama binary whose hidden `child-guard` command starts stdio
-    /// servers (`tools::guard`); `None` starts them directly.
+    /// servers (`guard`); `None` starts them directly.
     pub guard: Option<PathBuf>,
     /// Outbound timeouts (fixed for users; short in tests of a hung upstream).
     pub timeouts: Timeouts,

@@ -61,7 +61,7 @@ pub enum Command {
         arg: Option<String>,
     },
     /// Internal: runs a stdio MCP server so that it dies with woollama
-    /// (see `tools::guard`).
+    /// (see `guard`).
     #[command(name = "child-guard", hide = true)]
     ChildGuard {
         /// The pid of the woollama that started it.
@@ -76,7 +76,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::ChildGuard { parent, command }) = &cli.command {
-        return crate::tools::guard::run(*parent, command);
+        return crate::guard::run(*parent, command);
     }
     let env = captured_env();
     // A bundled example server is a child of woollama: its log is relayed

@@ -25,11 +25,14 @@
 //! 5. [`conversations`]: the conversation handle table (a durable file, or
 //!    Redis) and the external conversation store.
 //!    [`inference`]: the inferencer registry and the backend seam (relay,
-//!    typed answer, typed event stream). [`tools`]: the MCP client side —
-//!    downstream connections, the child guard, health, the aggregated
+//!    typed answer, typed event stream), with the `claude` CLI among the
+//!    backends. [`tools`]: the MCP client side — downstream connections,
+//!    health, the aggregated
 //!    namespace (`tools::catalog`) and what travels back up a proxied call
 //!    (`tools::forward`).
 //! 6. [`config`]: the three config files, `${VAR}` expansion, validation.
+//!    [`guard`]: the child guard every child process (stdio MCP servers,
+//!    `claude`) is started through, so none outlives woollama.
 //! 7. [`routing`]: a `model` string → a route, the only reader of one.
 //!    [`wire`]: the OpenAI shapes woollama composes, and SSE framing. Pure.
 //!
@@ -40,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub mod conversations;
 pub mod examples;
+pub mod guard;
 pub mod http;
 pub mod inference;
 pub mod mcp_surface;

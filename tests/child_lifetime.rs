@@ -2,7 +2,7 @@
 //! `woollama mcp` with a signal (SIGTERM, SIGINT, SIGHUP — the Python SDK
 //! sends SIGTERM two seconds after closing stdin, desktop clients on quit),
 //! and not when `woollama mcp` or the daemon is killed with SIGKILL and gets
-//! no chance to stop them (the child guard, `tools::guard`). The downstreams
+//! no chance to stop them (the child guard, `guard`). The downstreams
 //! are real: `@modelcontextprotocol/server-everything` under `node`, and a
 //! shell tree whose grandchild ignores stdin closing.
 

@@ -59,7 +59,39 @@ impl Env {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+
+    /// What a child process (an MCP server, `claude`) may inherit: the
+    /// variables of [`INHERITED`] and `LC_*`, never a provider key or
+    /// anything else not on that list (DESIGN.md, contract §7.3).
+    pub fn inherited(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .filter(|(k, _)| INHERITED.contains(k) || k.starts_with("LC_"))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 }
+
+/// The variables a child inherits by name (besides `LC_*`).
+pub const INHERITED: &[&str] = &[
+    "HOME",
+    "PATH",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "LANG",
+    "LANGUAGE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+];
 
 impl fmt::Debug for Env {
     // Values may be API keys: print names only.

@@ -27,31 +27,10 @@ use tokio::sync::{Notify, broadcast};
 use super::catalog::Catalog;
 use super::downstream::Downstream;
 use super::forward::{self, InFlight};
-use super::{Event, McpSettings, guard};
+use super::{Event, McpSettings};
+use crate::guard;
 use crate::config::{Env, Transport};
 
-/// What a child may inherit from woollama's environment (DESIGN.md): never
-/// provider keys or anything else not on this list.
-const INHERITED: &[&str] = &[
-    "HOME",
-    "PATH",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "TERM",
-    "TZ",
-    "TMPDIR",
-    "LANG",
-    "LANGUAGE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "all_proxy",
-];
 
 /// The `PATH` a child is started with: its own `env`'s, else the inherited one.
 fn path_of<'a>(
@@ -77,12 +56,7 @@ fn relay_line(server: &str, level: super::stderr::Level, line: &str) {
 
 /// The allow-listed base environment for children.
 pub(super) fn base_env(env: &Env) -> Arc<BTreeMap<String, String>> {
-    Arc::new(
-        env.iter()
-            .filter(|(k, _)| INHERITED.contains(k) || k.starts_with("LC_"))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
+    Arc::new(env.inherited())
 }
 
 /// The client side of one downstream session: learns of list changes, and

@@ -18,7 +18,7 @@
 //! - Children get an allow-listed environment plus their `env`, run in their
 //!   own process group, and are stopped — stdin closed, then SIGTERM to the
 //!   group, then SIGKILL — at [`ToolRegistry::shutdown`].
-//!   They are started through the child guard ([`guard`]), so they die
+//!   They are started through the child guard ([`crate::guard`]), so they die
 //!   with woollama even when it is killed; their stderr is drained into the
 //!   log whatever it carries (`stderr`).
 
@@ -31,7 +31,6 @@ mod catalog;
 mod connect;
 mod downstream;
 mod forward;
-pub mod guard;
 pub mod names;
 mod render;
 mod stderr;
@@ -82,7 +81,7 @@ pub struct McpSettings {
     /// Federation nesting cap; zero disables it.
     pub max_nesting: u32,
     /// A woollama binary to start stdio servers through (its hidden
-    /// `child-guard` command, see [`guard`]), so they die with woollama even
+    /// `child-guard` command, see [`crate::guard`]), so they die with woollama even
     /// when it is killed; `None` starts them directly. Set by the app
     /// assembly (`app::Options`).
     pub guard: Option<std::path::PathBuf>,
