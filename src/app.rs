@@ -96,7 +96,7 @@ impl AppState {
     pub fn build(config: Arc<Config>, env: &Env, options: Options) -> Result<Self, Error> {
         let client = inference::build_client().map_err(|e| Error::Client(e.to_string()))?;
         let mut mcp = McpSettings::from(&config.settings);
-        mcp.guard = options.guard;
+        mcp.guard.clone_from(&options.guard);
         if !options.reconnect {
             mcp.retry_max = Duration::ZERO;
         }
@@ -107,8 +107,14 @@ impl AppState {
             env,
             client.clone(),
         );
-        let inference =
-            Registry::new(&config.inferencers, env, client.clone()).with_timeouts(options.timeouts);
+        let claude = inference::claude::ClaudeCli::new(
+            env,
+            &config.settings.state_dir,
+            options.guard.clone(),
+        );
+        let inference = Registry::new(&config.inferencers, env, client.clone())
+            .with_timeouts(options.timeouts)
+            .with_claude(claude);
         let conversations = Table::open_or_unavailable(
             &config.settings.state_dir,
             config
@@ -128,6 +134,20 @@ impl AppState {
             started: crate::wire::now(),
             shutdown: CancellationToken::new(),
         })
+    }
+
+    /// Records the TCP address this process serves `/mcp` on, so that a
+    /// delegate (the `claude` CLI running a recipe with tools) can reach it:
+    /// an unspecified bind (`0.0.0.0`, `::`) is reached on loopback.
+    pub fn listening_on(&self, addr: std::net::SocketAddr) {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let ip = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let at = std::net::SocketAddr::new(ip, addr.port());
+        self.tools.grants().set_endpoint(format!("http://{at}/mcp"));
     }
 
     /// Ends long-lived streams and stops every downstream (children reaped),

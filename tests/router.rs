@@ -29,6 +29,7 @@ async fn app(mock: &Mock, token: Option<&str>) -> Router {
             router,
             state.config.settings.token.clone(),
             &state.config.settings,
+            state.tools.grants().clone(),
         ),
         None => router,
     }
@@ -148,7 +149,7 @@ async fn refusals_are_openai_shaped_and_say_what_to_fix() {
             r#"{"model": "claude-agent/opus"}"#,
             400,
             "invalid_request_error",
-            "is not a pass-through model",
+            "stateful /v1/responses only",
         ),
         (
             "POST",

@@ -13,6 +13,12 @@
 //!   any content type for JSON, so without this a page could POST to it
 //!   without a CORS preflight. Non-browser clients send no `Origin`.
 //!
+//! - A live **grant**'s token (`tools::grants`: a delegate such as the
+//!   `claude` CLI running a recipe) is admitted on `/mcp` only, with or
+//!   without `WOOLLAMA_TOKEN`, and its scope is attached to the request: the
+//!   MCP surface then serves exactly the granted tools. Any other route
+//!   refuses it like a wrong token.
+//!
 //! The Unix socket carries no auth layer: its 0600 mode is the boundary. The
 //! layer never reads bodies, so streams pass through untouched.
 
@@ -25,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, RequestError};
 use crate::config::Secret;
+use crate::tools::Grants;
 
 /// The token the TCP surface requires, if any, and the hosts a browser
 /// `Origin` may name.
@@ -33,13 +40,16 @@ pub struct SurfaceAuth {
     pub token: Option<Secret>,
     /// Hosts besides loopback (the configured `WOOLLAMA_ADDRESS` host).
     extra_hosts: Vec<String>,
+    /// Delegates' per-call grants of `/mcp`.
+    grants: Grants,
 }
 
 impl SurfaceAuth {
-    pub fn new(token: Option<Secret>, settings: &crate::config::Settings) -> Self {
+    pub fn new(token: Option<Secret>, settings: &crate::config::Settings, grants: Grants) -> Self {
         Self {
             token,
             extra_hosts: settings.explicit_host().into_iter().collect(),
+            grants,
         }
     }
 }
@@ -94,9 +104,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn require(State(auth): State<SurfaceAuth>, req: Request, next: Next) -> Response {
+pub async fn require(State(auth): State<SurfaceAuth>, mut req: Request, next: Next) -> Response {
     if let Err(e) = check_host(&auth, &req).and_then(|()| check_origin(&auth, &req)) {
         return e.into_response();
+    }
+    if let Some(scope) = bearer(&req).and_then(|t| auth.grants.scope(t)) {
+        if req.uri().path() == "/mcp" {
+            req.extensions_mut().insert(scope);
+            return next.run(req).await;
+        }
+        return ApiError::from(RequestError::Unauthorized(
+            "a delegate's grant opens /mcp only",
+        ))
+        .into_response();
     }
     match check(&auth, &req) {
         Ok(()) => next.run(req).await,
@@ -117,6 +137,15 @@ fn check_origin(auth: &SurfaceAuth, req: &Request) -> Result<(), ApiError> {
             }
         }
     }
+}
+
+/// The bearer token a request presents, if any.
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 fn check(auth: &SurfaceAuth, req: &Request) -> Result<(), &'static str> {

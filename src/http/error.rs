@@ -59,7 +59,7 @@ pub enum RequestError {
     )]
     RecipeNotHere(String),
     #[error(
-        "'{0}' is not a pass-through model: claude-code/<model> runs as a recipe's inferencer, and claude-agent/<model> on stateful /v1/responses; use '<provider>/<model>' or 'woollama/<recipe>' here"
+        "'{0}' cannot answer here: claude-code/<model> answers chat (/v1/chat/completions, /v1/responses), and claude-agent/<model> stateful /v1/responses only; use '<provider>/<model>' here"
     )]
     NotPassThrough(String),
     #[error("`messages` must be an array of messages")]
@@ -142,8 +142,8 @@ fn request(e: &RequestError) -> Answer {
 fn upstream(e: &inference::Error) -> Answer {
     use inference::Error as E;
     match e {
-        E::MissingKey { .. } => Answer::Own(StatusCode::BAD_REQUEST, INVALID),
-        E::Unreachable { .. } | E::BadResponse { .. } | E::TooLarge { .. } => {
+        E::MissingKey { .. } | E::Refused(_) => Answer::Own(StatusCode::BAD_REQUEST, INVALID),
+        E::Unreachable { .. } | E::BadResponse { .. } | E::TooLarge { .. } | E::Claude { .. } => {
             Answer::Own(StatusCode::BAD_GATEWAY, SERVER)
         }
         E::Timeout { .. } => Answer::Own(StatusCode::GATEWAY_TIMEOUT, SERVER),
@@ -169,7 +169,7 @@ fn recipe(e: &orchestrate::Error) -> Answer {
     use orchestrate::Error as E;
     match e {
         E::UnknownRecipe(_) => Answer::Own(StatusCode::NOT_FOUND, "not_found"),
-        E::Unsupported { .. } | E::NotImplemented(_) => {
+        E::Unsupported { .. } | E::NotImplemented(_) | E::NoDelegateEndpoint(_) => {
             Answer::Own(StatusCode::NOT_IMPLEMENTED, "not_implemented")
         }
         E::Inference(i) => upstream(i),

@@ -68,9 +68,10 @@ pub fn with_surface_auth(
     router: Router,
     token: Option<Secret>,
     settings: &crate::config::Settings,
+    grants: crate::tools::Grants,
 ) -> Router {
     with_keepalive(router.layer(axum::middleware::from_fn_with_state(
-        auth::SurfaceAuth::new(token, settings),
+        auth::SurfaceAuth::new(token, settings, grants),
         auth::require,
     )))
 }

@@ -1,5 +1,6 @@
 //! Pass-through to an inferencer: `POST /v1/embeddings`,
-//! `POST /v1/images/generations`, and the `<provider>/<model>` half of chat.
+//! `POST /v1/images/generations`, and the `<provider>/<model>` half of chat
+//! (`claude-code/<model>` too: the `claude` CLI behind the same seam).
 //!
 //! The body goes upstream untouched except `model`, which becomes the bare
 //! model. The answer is relayed as it arrives, with its status and content
@@ -62,6 +63,11 @@ pub(crate) fn resolve(
         Route::Recipe(name) if endpoint != Endpoint::Chat => {
             Err(RequestError::RecipeNotHere(name.to_string()).into())
         }
+        // The `claude` CLI answers chat only.
+        Route::ClaudeCode(bare) if endpoint == Endpoint::Chat => Ok(Target {
+            inf: Arc::clone(state.inference.claude_code()),
+            model: bare.to_string(),
+        }),
         Route::ClaudeCode(_) | Route::ClaudeAgent(_) => {
             Err(RequestError::NotPassThrough(model.to_string()).into())
         }

@@ -9,8 +9,10 @@
 //!   typed [`ChatEvent`]s (text deltas, tool-call fragments, usage, finish).
 //!
 //! Nothing here returns an HTTP client's type: callers see [`Relay`],
-//! `serde_json::Value` and [`ChatEvent`]. A new backend (the `claude` CLI,
-//! hosted agents) implements these three calls for its inferencers.
+//! `serde_json::Value` and [`ChatEvent`]. The `claude` CLI implements the
+//! same three calls for the `claude-code` inferencer: the chat request's
+//! messages become one locked-down call (`claude`), its answer a
+//! `chat.completion`, its text deltas chunks.
 
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
 
 use super::sse::{self, ChatEvent, DataLines};
-use super::{Error, Inferencer, Registry, ollama, openai};
+use super::{Error, Inferencer, Registry, claude, ollama, openai};
 use crate::wire::{self, ChunkHead};
 
 /// The largest answer of known length that pass-through reads whole before
@@ -97,6 +99,10 @@ impl Registry {
         mut body: Map<String, Value>,
     ) -> Result<Relay, Error> {
         let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+        if inf.is_claude() {
+            body.insert("model".into(), Value::String(model.to_string()));
+            return self.claude_relay(model, &body, stream).await;
+        }
         if endpoint == Endpoint::Chat && inf.speaks_ollama() && ollama::wants_native(&body) {
             return self.native(inf, model, &body, stream).await;
         }
@@ -279,6 +285,9 @@ impl Registry {
     /// `chat.completion` the upstream answered, read whole (bounded by
     /// `openai::RESPONSE_LIMIT`).
     pub async fn complete(&self, inf: &Inferencer, body: &Value) -> Result<Value, Error> {
+        if inf.is_claude() {
+            return self.claude_complete(body).await;
+        }
         let (resp, timeout) = self.turn(inf, body, false).await?;
         let url = inf.url(Endpoint::Chat.path());
         let bytes = openai::read_body(inf, &url, resp, timeout).await?;
@@ -294,7 +303,10 @@ impl Registry {
         &self,
         inf: &Inferencer,
         body: &Value,
-    ) -> Result<impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static, Error> {
+    ) -> Result<BoxStream<'static, Result<ChatEvent, Error>>, Error> {
+        if inf.is_claude() {
+            return Ok(self.claude_stream(body)?.boxed());
+        }
         let (resp, timeout) = self.turn(inf, body, true).await?;
         let name = inf.name().to_string();
         let bytes = Box::pin(openai::relay(inf, resp, timeout));
@@ -342,8 +354,174 @@ impl Registry {
                     }
                 }
             },
-        ))
+        )
+        .boxed())
     }
+
+    /// A chat request as one `claude` call. The CLI runs Claude with no tools
+    /// but the ones a recipe grants, so a request carrying its own `tools`
+    /// is refused rather than answered as if they did not exist.
+    fn claude_call(body: &Value) -> Result<claude::Call, Error> {
+        if body
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty())
+        {
+            return Err(Error::Refused(
+                "claude-code/<model> cannot call the client's own tools (the `claude` CLI runs with no tools but the MCP tools a recipe grants); drop `tools`, or make a recipe with an MCP tool allow-list".into(),
+            ));
+        }
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let (system, prompt) = claude::flatten(messages);
+        Ok(claude::Call {
+            model: body
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            system,
+            prompt,
+            ..claude::Call::default()
+        })
+    }
+
+    /// A whole `claude` answer as a `chat.completion`.
+    async fn claude_complete(&self, body: &Value) -> Result<Value, Error> {
+        let call = Self::claude_call(body)?;
+        let model = call.model.clone();
+        let answer = self.claude().run(call).await.map_err(claude_code)?;
+        Ok(claude_completion(&model, &answer))
+    }
+
+    /// A streamed `claude` answer as chat events: text deltas, then usage
+    /// and `stop`.
+    fn claude_stream(
+        &self,
+        body: &Value,
+    ) -> Result<impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static, Error> {
+        let call = Self::claude_call(body)?;
+        Ok(self.claude().events(call, true).flat_map(|e| {
+            let out: Vec<Result<ChatEvent, Error>> = match e {
+                Ok(claude::Event::Delta(t)) => vec![Ok(ChatEvent::Delta(t))],
+                Ok(claude::Event::Done(answer)) => {
+                    let mut v = Vec::new();
+                    if let Some(u) = answer.usage {
+                        v.push(Ok(ChatEvent::Usage(u)));
+                    }
+                    v.push(Ok(ChatEvent::Finish("stop".into())));
+                    v
+                }
+                Ok(_) => Vec::new(),
+                Err(e) => vec![Err(claude_code(e))],
+            };
+            futures_util::stream::iter(out)
+        }))
+    }
+
+    /// Pass-through to `claude-code/<model>`: the answer composed as the
+    /// chat API's (a stream's first event is awaited before the status, so
+    /// a CLI that cannot start is a JSON error, not an empty stream).
+    async fn claude_relay(
+        &self,
+        model: &str,
+        body: &Map<String, Value>,
+        stream: bool,
+    ) -> Result<Relay, Error> {
+        let body = Value::Object(body.clone());
+        if !stream {
+            let bytes = Bytes::from(bytes_of(&self.claude_complete(&body).await?));
+            return Ok(Relay {
+                status: 200,
+                content_type: "application/json".into(),
+                content_length: Some(bytes.len() as u64),
+                sse: false,
+                body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
+            });
+        }
+        let mut events = self.claude_stream(&body)?.boxed();
+        let first = events.next().await;
+        if let Some(Err(e)) = first {
+            return Err(e);
+        }
+        let head = ChunkHead::new(model);
+        let mut opening = head.frame(&serde_json::json!({"role": "assistant"}), None);
+        let mut done = false;
+        if let Some(Ok(e)) = &first {
+            let (b, end) = claude_frame(&head, e);
+            opening.extend(b);
+            done = end;
+        }
+        let rest = futures_util::stream::unfold(
+            (events, head, done),
+            |(mut events, head, done)| async move {
+                if done {
+                    return None;
+                }
+                let (bytes, end) = match events.next().await {
+                    Some(Ok(e)) => claude_frame(&head, &e),
+                    Some(Err(e)) => (failed_end(&e, &head), true),
+                    None => (head.end("stop"), true),
+                };
+                Some((Ok(Bytes::from(bytes)), (events, head, end)))
+            },
+        )
+        .filter(|b| std::future::ready(!matches!(b, Ok(b) if b.is_empty())));
+        Ok(Relay {
+            status: 200,
+            content_type: "text/event-stream".into(),
+            content_length: None,
+            sse: true,
+            body: futures_util::stream::once(async move { Ok(Bytes::from(opening)) })
+                .chain(rest)
+                .boxed(),
+        })
+    }
+}
+
+/// A `claude` failure as the `claude-code` backend's error.
+fn claude_code(source: claude::Error) -> Error {
+    Error::Claude {
+        backend: "claude-code",
+        source,
+    }
+}
+
+/// A `claude` answer as a `chat.completion`.
+pub fn claude_completion(model: &str, answer: &claude::Answer) -> Value {
+    let id = wire::completion_id();
+    let mut c = wire::ChatCompletion::new(
+        &id,
+        wire::now(),
+        model,
+        serde_json::json!({"role": "assistant", "content": answer.text}),
+        "stop",
+    )
+    .to_value();
+    if let Some(u) = &answer.usage {
+        c["usage"] = u.clone();
+    }
+    c
+}
+
+/// The SSE bytes for one chat event of a `claude` stream, and whether the
+/// stream is over.
+fn claude_frame(head: &ChunkHead, e: &ChatEvent) -> (Vec<u8>, bool) {
+    match e {
+        ChatEvent::Delta(t) => (head.frame(&serde_json::json!({"content": t}), None), false),
+        ChatEvent::Finish(reason) => (head.end(reason), true),
+        _ => (Vec::new(), false),
+    }
+}
+
+/// A failure after the stream started: one error frame, then the end.
+fn failed_end(e: &Error, head: &ChunkHead) -> Vec<u8> {
+    tracing::warn!(error = %e, "claude failed mid-stream");
+    let mut b = wire::sse_raw(&wire::error_body(&e.to_string(), "server_error"));
+    b.extend(head.end("stop"));
+    b
 }
 
 /// Ollama's NDJSON stream as OpenAI SSE, as it arrives. A failure mid-way

@@ -11,14 +11,19 @@
 //! - `openai`: OpenAI-compatible HTTP: posting a body, relaying a stream,
 //!   model discovery.
 //! - `ollama`: the Ollama native `/api/chat` translation for `num_ctx`.
+//! - [`claude`]: the `claude` CLI (`claude-code/<model>`), one locked-down
+//!   process per call; the registry holds one runner, behind an
+//!   [`Inferencer`] named `claude-code` that is not listed among the
+//!   configured ones.
 //! - [`sse`]: reading an upstream event stream into [`ChatEvent`]s.
 
 mod chat;
+pub mod claude;
 mod ollama;
 mod openai;
 pub mod sse;
 
-pub use chat::{Endpoint, Relay};
+pub use chat::{Endpoint, Relay, claude_completion};
 pub use openai::RESPONSE_LIMIT;
 pub use sse::ChatEvent;
 
@@ -41,6 +46,8 @@ pub struct Timeouts {
     pub native: Duration,
     pub images: Duration,
     pub embeddings: Duration,
+    /// A `claude` call: tool-less, and delegation.
+    pub claude: claude::Timeouts,
 }
 
 impl Default for Timeouts {
@@ -50,6 +57,7 @@ impl Default for Timeouts {
             native: Duration::from_secs(600),
             images: Duration::from_secs(300),
             embeddings: Duration::from_secs(180),
+            claude: claude::Timeouts::default(),
         }
     }
 }
@@ -99,6 +107,17 @@ pub enum Error {
     /// The upstream answered something we could not read.
     #[error("inferencer '{inferencer}' sent a response woollama could not read: {detail}")]
     BadResponse { inferencer: String, detail: String },
+    /// The `claude` CLI failed (502).
+    #[error("{backend} backend: {source}")]
+    Claude {
+        /// `claude-code`, or `claude-resume` for a conversation's turn.
+        backend: &'static str,
+        source: claude::Error,
+    },
+    /// A request this backend cannot take (400), e.g. client tools for the
+    /// `claude` CLI.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// How to fix an unreachable inferencer: where its address is configured.
@@ -120,6 +139,8 @@ pub struct Inferencer {
     /// The built-in `ollama` provider also speaks Ollama's native API
     /// (`/api/chat`), used when a request sets `options.num_ctx`.
     ollama: bool,
+    /// `claude-code`: the `claude` CLI, not an HTTP upstream.
+    claude: bool,
 }
 
 impl Inferencer {
@@ -130,7 +151,37 @@ impl Inferencer {
             .and_then(|name| env.non_empty(name))
             .map(Secret::new);
         let ollama = spec.name == "ollama";
-        Self { spec, key, ollama }
+        Self {
+            spec,
+            key,
+            ollama,
+            claude: false,
+        }
+    }
+
+    /// The `claude-code` inferencer (the `claude` CLI).
+    fn claude_code() -> Self {
+        Self {
+            spec: InferencerSpec {
+                name: CLAUDE_CODE.to_string(),
+                base_url: String::new(),
+                api_key_env: None,
+                extra_body: serde_json::Map::new(),
+                models: Vec::new(),
+                discover: false,
+                model_patterns: Vec::new(),
+                capabilities: BTreeMap::new(),
+                builtin: true,
+            },
+            key: None,
+            ollama: false,
+            claude: true,
+        }
+    }
+
+    /// Whether this is the `claude` CLI.
+    pub fn is_claude(&self) -> bool {
+        self.claude
     }
 
     /// Whether this inferencer also speaks Ollama's native API.
@@ -161,12 +212,18 @@ impl Inferencer {
     }
 }
 
-/// Every configured inferencer, plus the one HTTP client.
+/// The name of the `claude` CLI's inferencer (`claude-code/<model>`).
+pub const CLAUDE_CODE: &str = "claude-code";
+
+/// Every configured inferencer, plus the one HTTP client and the `claude`
+/// CLI runner.
 #[derive(Debug, Clone)]
 pub struct Registry {
     inferencers: Arc<BTreeMap<String, Arc<Inferencer>>>,
     client: reqwest::Client,
     timeouts: Timeouts,
+    claude_code: Arc<Inferencer>,
+    claude: Arc<claude::ClaudeCli>,
 }
 
 impl Registry {
@@ -183,6 +240,12 @@ impl Registry {
             inferencers: Arc::new(inferencers),
             client,
             timeouts: Timeouts::default(),
+            claude_code: Arc::new(Inferencer::claude_code()),
+            claude: Arc::new(claude::ClaudeCli::new(
+                env,
+                std::path::Path::new("/nonexistent"),
+                None,
+            )),
         }
     }
 
@@ -190,7 +253,25 @@ impl Registry {
     #[must_use]
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self.claude = Arc::new((*self.claude).clone().with_timeouts(timeouts.claude));
         self
+    }
+
+    /// The same registry with this `claude` CLI runner.
+    #[must_use]
+    pub fn with_claude(mut self, cli: claude::ClaudeCli) -> Self {
+        self.claude = Arc::new(cli.with_timeouts(self.timeouts.claude));
+        self
+    }
+
+    /// The `claude-code` inferencer.
+    pub fn claude_code(&self) -> &Arc<Inferencer> {
+        &self.claude_code
+    }
+
+    /// The `claude` CLI runner.
+    pub fn claude(&self) -> &claude::ClaudeCli {
+        &self.claude
     }
 
     pub fn timeouts(&self) -> Timeouts {

@@ -1,6 +1,12 @@
 //! One MCP session's handler: woollama's own tools and prompts, and the
 //! downstreams' under their exposed names, each request proxied with its
 //! caller (progress, logs, server→client requests) and cancellable.
+//!
+//! A request that came with a delegate's grant (`tools::grants`; the HTTP
+//! auth layer attached its [`tools::Scope`]) sees only the granted tools:
+//! no `chat` tool, no other tool, no prompts, resources or completions.
+//! The scope is read per request, not per session, so a session id alone
+//! never carries it.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +96,24 @@ impl Surface {
     fn aggregates(&self) -> bool {
         !self.state.config.servers.is_empty()
     }
+}
+
+/// The grant this request came with, if any.
+fn scope(ctx: &RequestContext<RoleServer>) -> Option<Arc<tools::Scope>> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<Arc<tools::Scope>>())
+        .cloned()
+}
+
+/// What a granted request may not reach.
+fn outside_grant(what: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!(
+            "{what} is not granted to this delegate (it may call only the tools its recipe allows)"
+        ),
+        None,
+    )
 }
 
 /// A downstream tool as woollama re-exports it: its own definition under its
@@ -205,9 +229,15 @@ impl ServerHandler for Surface {
     async fn list_tools(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let snap = self.snapshot().await;
+        if let Some(scope) = scope(&ctx) {
+            let granted = snap.listed().filter(|t| scope.permits(&t.wire));
+            return Ok(ListToolsResult::with_all_items(
+                granted.map(reexport).collect(),
+            ));
+        }
         let mut tools = vec![chat::tool()];
         tools.extend(snap.listed().map(reexport));
         Ok(ListToolsResult::with_all_items(tools))
@@ -226,6 +256,10 @@ impl ServerHandler for Surface {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if scope(&ctx).is_some_and(|s| !s.permits(&request.name)) {
+            tracing::warn!(tool = %request.name, "refused a delegate's call outside its grant");
+            return Err(outside_grant(&format!("tool '{}'", request.name)));
+        }
         if request.name == chat::NAME {
             return Ok(CallToolResponse::Complete(
                 chat::run(self, request.arguments, ctx).await,
@@ -253,8 +287,11 @@ impl ServerHandler for Surface {
     async fn list_prompts(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
+        if scope(&ctx).is_some() {
+            return Ok(ListPromptsResult::with_all_items(Vec::new()));
+        }
         let mut list = prompts::list(&self.state.config.recipes);
         let snap = self.snapshot().await;
         list.extend(snap.prompts.iter().map(|p| {
@@ -270,6 +307,9 @@ impl ServerHandler for Surface {
         request: GetPromptRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        if scope(&ctx).is_some() {
+            return Err(outside_grant("a prompt"));
+        }
         if self.state.config.recipes.contains_key(&request.name)
             || self.snapshot().await.prompt(&request.name).is_none()
         {
@@ -286,8 +326,11 @@ impl ServerHandler for Surface {
     async fn list_resources(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
+        if scope(&ctx).is_some() {
+            return Ok(ListResourcesResult::with_all_items(Vec::new()));
+        }
         let snap = self.snapshot().await;
         let list = snap.resources.iter().map(|r| {
             let mut resource = r.resource.clone();
@@ -300,8 +343,11 @@ impl ServerHandler for Surface {
     async fn list_resource_templates(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        if scope(&ctx).is_some() {
+            return Ok(ListResourceTemplatesResult::with_all_items(Vec::new()));
+        }
         let snap = self.snapshot().await;
         let list = snap.templates.iter().map(|t| {
             let mut template = t.template.clone();
@@ -316,6 +362,9 @@ impl ServerHandler for Surface {
         request: ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        if scope(&ctx).is_some() {
+            return Err(outside_grant("a resource"));
+        }
         self.snapshot().await;
         let read = self
             .state
@@ -329,8 +378,11 @@ impl ServerHandler for Surface {
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if scope(&ctx).is_some() {
+            return Err(outside_grant("a resource"));
+        }
         self.state
             .tools
             .subscribe(&request.uri, true)
@@ -358,8 +410,11 @@ impl ServerHandler for Surface {
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
+        if scope(&ctx).is_some() {
+            return Err(outside_grant("completion"));
+        }
         if let Reference::Prompt(p) = &request.r#ref
             && let Some(values) = prompts::complete(
                 &self.state.config.recipes,

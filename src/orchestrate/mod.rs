@@ -9,6 +9,14 @@
 //! order. The allow-list is a hard boundary: a call to anything else is
 //! never dispatched, and the model is told so.
 //!
+//! A recipe on `claude-code/<model>` runs on the `claude` CLI: without
+//! tools as one tool-less call through the same seam as any inferencer;
+//! with tools by **delegation** — Claude runs the loop itself, against
+//! woollama's own `/mcp` through a grant of exactly the recipe's allowed
+//! tools (`tools::grants`), and its tool uses and results come back as the
+//! same events (always read as `stream-json`, so the MCP `chat` tool can
+//! report them as progress).
+//!
 //! The stream is a channel fed by a driver future that lives inside the
 //! stream itself (no spawned task): dropping the stream — a client that went
 //! away — drops the driver and with it the upstream request and any tool
@@ -69,6 +77,11 @@ pub enum Error {
     /// The loop ended without a final answer (the stream was dropped).
     #[error("recipe '{0}' ended without an answer")]
     NoAnswer(String),
+    /// A delegating recipe in a process with no `/mcp` listener (501).
+    #[error(
+        "recipe '{0}' runs on claude-code with tools, which Claude reaches through woollama's own /mcp on loopback; this process serves none (`woollama mcp` on stdio) — call the recipe on the woollama daemon instead"
+    )]
+    NoDelegateEndpoint(String),
 }
 
 /// The recipe called `name`.
@@ -91,6 +104,8 @@ pub struct Prepared {
     params: Map<String, Value>,
     max_turns: u32,
     stream: bool,
+    /// Delegation to the `claude` CLI: where its tools are served.
+    delegate: Option<String>,
 }
 
 fn unsupported(recipe: &Recipe, inference: &inference::Registry) -> Error {
@@ -117,12 +132,7 @@ pub async fn prepare(
             Some(inf) => (inf, model),
             None => return Err(unsupported(recipe, inference)),
         },
-        Route::ClaudeCode(_) => {
-            return Err(Error::NotImplemented(format!(
-                "recipe '{}' runs on claude-code, which this build of woollama does not include yet",
-                recipe.name
-            )));
-        }
+        Route::ClaudeCode(model) => (inference.claude_code(), model),
         Route::ClaudeAgent(_) | Route::Recipe(_) | Route::Unknown => {
             return Err(unsupported(recipe, inference));
         }
@@ -161,6 +171,15 @@ pub async fn prepare(
     }
     messages.extend(conversation);
 
+    let delegate = if inf.is_claude() && !allowed.is_empty() {
+        match tools.grants().endpoint() {
+            Some(url) => Some(url.to_string()),
+            None => return Err(Error::NoDelegateEndpoint(recipe.name.clone())),
+        }
+    } else {
+        None
+    };
+
     let mut params = inf.spec.extra_body.clone();
     for (k, v) in &recipe.params {
         params.insert(k.clone(), v.clone());
@@ -174,6 +193,7 @@ pub async fn prepare(
         params,
         max_turns: recipe.max_turns,
         stream,
+        delegate,
     })
 }
 
@@ -219,6 +239,9 @@ async fn drive(
     tools: &ToolRegistry,
     tx: &Tx,
 ) -> Result<(), Error> {
+    if let Some(url) = p.delegate.take() {
+        return delegate(p, &url, inference, tools, tx).await;
+    }
     let allowed: HashSet<String> = p.allowed.iter().cloned().collect();
     for turn in 1..=p.max_turns {
         let response = if p.stream {
@@ -342,6 +365,76 @@ fn request_body(p: &Prepared) -> Value {
         body.insert(k.clone(), v.clone());
     }
     Value::Object(body)
+}
+
+/// A recipe with tools on the `claude` CLI: Claude runs the loop, reaching
+/// the allowed tools (and nothing else) through a grant of woollama's own
+/// `/mcp` that lives as long as the call.
+async fn delegate(
+    p: Prepared,
+    url: &str,
+    inference: &inference::Registry,
+    tools: &ToolRegistry,
+    tx: &Tx,
+) -> Result<(), Error> {
+    use inference::claude;
+    let grant = tools.grants().grant(p.allowed.iter().cloned());
+    let (system, prompt) = claude::flatten(&p.messages);
+    let call = claude::Call {
+        model: p.model.clone(),
+        system,
+        prompt,
+        delegate: Some(claude::Delegate {
+            url: url.to_string(),
+            token: grant.token().clone(),
+            tools: p.allowed.clone(),
+        }),
+        ..claude::Call::default()
+    };
+    let prefix = format!("mcp__{}__", claude::DELEGATE_SERVER);
+    let shown = |name: String| match name.strip_prefix(&prefix) {
+        Some(wire) => wire.to_string(),
+        None => name,
+    };
+    let mut events = std::pin::pin!(inference.claude().events(call, true));
+    let mut turn = 1;
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|source| inference::Error::Claude {
+            backend: "claude-code",
+            source,
+        })?;
+        let e = match event {
+            claude::Event::Delta(text) if p.stream => Event::Delta(text),
+            claude::Event::Delta(_) => continue,
+            claude::Event::ToolUse { name, input } => Event::ToolCall {
+                turn,
+                name: shown(name),
+                arguments: input,
+            },
+            claude::Event::ToolResult { name, ok } => {
+                turn += 1;
+                Event::ToolResult {
+                    turn: turn - 1,
+                    name: shown(name),
+                    ok,
+                }
+            }
+            claude::Event::Done(answer) => {
+                let completion = inference::claude_completion(&p.model, &answer);
+                emit(tx, Event::Final(completion)).await;
+                return Ok(());
+            }
+        };
+        if !emit(tx, e).await {
+            return Ok(());
+        }
+    }
+    drop(grant);
+    Err(inference::Error::Claude {
+        backend: "claude-code",
+        source: claude::Error::NoResult,
+    }
+    .into())
 }
 
 /// A streamed turn: text deltas go out as they arrive; the turn comes back

@@ -114,6 +114,7 @@ pub fn routers(state: &AppState) -> (axum::Router, axum::Router) {
         http::router(state.clone(), mcp()),
         settings.token.clone(),
         settings,
+        state.tools.grants().clone(),
     );
     let unix = http::with_keepalive(http::router(state.clone(), mcp()));
     (tcp, unix)
@@ -231,6 +232,7 @@ pub async fn run(
     // Only now that the listeners are ours are children started.
     // Downstreams connect in the background; requests are served meanwhile.
     let state = AppState::build(Arc::clone(&config), env, options).map_err(Error::App)?;
+    state.listening_on(addr);
     let shutdown = state.shutdown.clone();
     let (mut servers, guard) = spawn_servers(&state, tcp, unix);
     print_banner(

@@ -28,9 +28,8 @@ use super::catalog::Catalog;
 use super::downstream::Downstream;
 use super::forward::{self, InFlight};
 use super::{Event, McpSettings};
-use crate::guard;
 use crate::config::{Env, Transport};
-
+use crate::guard;
 
 /// The `PATH` a child is started with: its own `env`'s, else the inherited one.
 fn path_of<'a>(

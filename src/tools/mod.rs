@@ -31,6 +31,7 @@ mod catalog;
 mod connect;
 mod downstream;
 mod forward;
+pub mod grants;
 pub mod names;
 mod render;
 mod stderr;
@@ -56,6 +57,7 @@ pub use catalog::{
 };
 use downstream::Downstream;
 pub use forward::{Caller, severity};
+pub use grants::{Grant, Grants, Scope};
 pub use names::wire_name;
 pub use render::render;
 
@@ -161,6 +163,7 @@ struct Inner {
     reserved: Reserved,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    grants: Grants,
 }
 
 impl Inner {
@@ -228,6 +231,7 @@ impl ToolRegistry {
             reserved,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            grants: Grants::default(),
         });
         inner.publish();
         let child_env = connect::base_env(env);
@@ -259,6 +263,11 @@ impl ToolRegistry {
             &Env::default(),
             reqwest::Client::new(),
         )
+    }
+
+    /// Scoped access to this process's `/mcp` for delegates.
+    pub fn grants(&self) -> &Grants {
+        &self.inner.grants
     }
 
     /// The current snapshot.

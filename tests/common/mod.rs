@@ -83,6 +83,7 @@ impl Setup {
             native: d,
             images: d,
             embeddings: d,
+            ..Timeouts::default()
         })
     }
 
@@ -124,6 +125,7 @@ impl Setup {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        state.listening_on(addr);
         tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
