@@ -12,11 +12,13 @@
 //! - `GET /v1/conversations/{id}/items` — the conversation's items, from its
 //!   backend.
 //!
-//! No state-owning backend is built in yet (the store-backed, claude-resume
-//! and managed-agents backends come next): a conversation that names a
-//! model, or initial items, is answered 501, and a conversation without a
-//! backend has no items. The table calls are blocking file I/O, so they run
-//! on the blocking pool.
+//! A conversation's backend is the one its model gets (`claude-resume` for
+//! `claude-code/<model>`, `store-backed` for others when a store is
+//! configured; hosted agents come later), or an explicit `backend` that can
+//! run; none → 501. Initial `items` are refused (501): no backend takes a
+//! history it did not make. `/items` comes from the backend: the store's
+//! thread, or Claude's session transcript. The table calls are blocking
+//! file I/O, so they run on the blocking pool.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -75,14 +77,18 @@ pub async fn create(
         super::json::object_of(&body)?
     };
     let model = string(&body, "model")?;
-    let backend = match (string(&body, "backend")?, &model) {
-        (Some(b), _) if b == STORE_BACKED && state.conversation_store.is_some() => Some(b),
+    let derived = match &model {
+        Some(m) => Some(backend_for(&state, m)?),
+        None => None,
+    };
+    let backend = match (string(&body, "backend")?, derived) {
+        (None, d) => d.map(str::to_string),
+        (Some(b), Some(d)) if b == d => Some(b),
+        (Some(b), None) if b == STORE_BACKED && state.conversation_store.is_some() => Some(b),
         (Some(b), _) => {
             let shown = format!("{}' (backend '{b}'", model.clone().unwrap_or_default());
             return Err(RequestError::NoStatefulBackend(shown).into());
         }
-        (None, Some(m)) => Some(backend_for(&state, m)?),
-        (None, None) => None,
     };
     if body
         .get("items")
@@ -198,8 +204,24 @@ pub async fn delete(
     let h = table(&state, move |t| t.get(&known)).await?;
     // Not in the middle of a turn, which would append to a deleted thread.
     let _one_at_a_time = state.conversations.lock(&h.id).await?;
-    if let (Some(store), Some(thread)) = (&state.conversation_store, &h.native_id) {
-        store.delete(thread).await?;
+    match (
+        h.backend.as_deref(),
+        &state.conversation_store,
+        &h.native_id,
+    ) {
+        (Some(CLAUDE_RESUME), _, _) => {
+            // Claude's session files are the user's own; the directory is ours.
+            let dir = state.inference.claude().conversation_dir(&h.id);
+            let _ = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(dir = %dir.display(), "cannot remove the conversation's directory: {e}");
+                }
+                _ => {}
+            })
+            .await;
+        }
+        (_, Some(store), Some(thread)) => store.delete(thread).await?,
+        _ => {}
     }
     let h = table(&state, move |t| t.delete(&id)).await?;
     Ok(Json(
@@ -216,8 +238,23 @@ pub async fn items(
 ) -> Result<Json<Value>, ApiError> {
     let (order, limit, after) = paging(query.as_deref())?;
     let h = table(&state, move |t| t.get(&id)).await?;
-    let messages = match (&state.conversation_store, &h.native_id) {
-        (Some(store), Some(thread)) => store.get(thread).await?,
+    let messages = match (
+        h.backend.as_deref(),
+        &state.conversation_store,
+        &h.native_id,
+    ) {
+        (Some(CLAUDE_RESUME), _, Some(session)) => {
+            let (cli, session) = (state.inference.claude().clone(), session.clone());
+            tokio::task::spawn_blocking(move || cli.transcript(&session))
+                .await
+                .map_err(|e| ApiError::from(conversations::Error::Unavailable(e.to_string())))?
+                .map_err(|source| crate::inference::Error::Claude {
+                    backend: "claude-resume",
+                    source,
+                })?
+        }
+        (Some(CLAUDE_RESUME), _, None) => Vec::new(),
+        (_, Some(store), Some(thread)) => store.get(thread).await?,
         _ => Vec::new(),
     };
     // Ids stable across reads: the conversation's and the item's position.
@@ -248,18 +285,7 @@ pub async fn items(
 }
 
 const STORE_BACKED: &str = "store-backed";
-
-/// The backend a conversation on `model` gets: store-backed when a store is
-/// configured (Claude's sessions and hosted agents come later).
-fn backend_for(state: &AppState, model: &str) -> Result<String, ApiError> {
-    use crate::routing::{Route, route};
-    match route(model, |p| state.inference.contains(p)) {
-        Route::ClaudeCode(_) | Route::ClaudeAgent(_) => {}
-        _ if state.conversation_store.is_some() => return Ok(STORE_BACKED.to_string()),
-        _ => {}
-    }
-    Err(RequestError::NoStatefulBackend(model.to_string()).into())
-}
+use super::responses::stateful::{CLAUDE_RESUME, backend_for};
 
 /// A stored chat message as conversation items: a message, a tool result as
 /// a `function_call_output`, an assistant's tool calls as `function_call`s

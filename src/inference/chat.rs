@@ -367,9 +367,7 @@ impl Registry {
             .and_then(Value::as_array)
             .is_some_and(|t| !t.is_empty())
         {
-            return Err(Error::Refused(
-                "claude-code/<model> cannot call the client's own tools (the `claude` CLI runs with no tools but the MCP tools a recipe grants); drop `tools`, or make a recipe with an MCP tool allow-list".into(),
-            ));
+            return Err(Error::Refused(CLIENT_TOOLS.into()));
         }
         let messages = body
             .get("messages")
@@ -480,6 +478,9 @@ impl Registry {
         })
     }
 }
+
+/// Why a `claude-code/<model>` request with its own `tools` is refused.
+pub const CLIENT_TOOLS: &str = "claude-code/<model> cannot call the client's own tools (the `claude` CLI runs with no tools but the MCP tools a recipe grants); drop `tools`, or make a recipe with an MCP tool allow-list";
 
 /// A `claude` failure as the `claude-code` backend's error.
 fn claude_code(source: claude::Error) -> Error {

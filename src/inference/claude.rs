@@ -23,7 +23,9 @@
 //!   (a home directory kept in git is common), no auto-update, and MCP
 //!   connected before the first request (else a delegate sees no tools).
 //! - The working directory is fresh per call, under the state dir (0700),
-//!   and removed after — or a conversation's own (claude-resume), kept.
+//!   and removed after, and the call keeps no session transcript
+//!   (`--no-session-persistence`) — or it is a conversation's own
+//!   (claude-resume), kept, whose session Claude keeps for `--resume`.
 //! - The process runs under the child guard in a process group of its own;
 //!   a timeout, or a caller that goes away, kills the whole group.
 //!
@@ -209,6 +211,10 @@ impl ClaudeCli {
         }
         let turns = if call.delegate.is_some() { "8" } else { "1" };
         v.extend(["--max-turns".into(), turns.into()]);
+        if call.workdir.is_none() {
+            // A one-off call leaves no transcript in the user's ~/.claude.
+            v.push("--no-session-persistence".into());
+        }
         if let Some(path) = mcp_config {
             v.extend(["--mcp-config".into(), path.display().to_string()]);
         }
@@ -383,6 +389,83 @@ impl ClaudeCli {
         };
         outcome(&events, status.code().unwrap_or(-1), &stderr)
     }
+}
+
+impl ClaudeCli {
+    /// The messages of session `session` as Claude recorded them
+    /// (`~/.claude/projects/<dir>/<session>.jsonl`, under the `HOME` the
+    /// child sees): user and assistant text, in order; meta entries, side
+    /// chains and tool traffic left out. A session not found has none.
+    pub fn transcript(&self, session: &str) -> Result<Vec<Value>, Error> {
+        // Session ids are UUIDs; anything else never reaches a path.
+        if uuid::Uuid::parse_str(session).is_err() {
+            return Ok(Vec::new());
+        }
+        let Some(home) = self.env.get("HOME") else {
+            return Ok(Vec::new());
+        };
+        let projects = Path::new(home).join(".claude").join("projects");
+        let Ok(dirs) = std::fs::read_dir(&projects) else {
+            return Ok(Vec::new());
+        };
+        let file = dirs
+            .flatten()
+            .map(|d| d.path().join(format!("{session}.jsonl")))
+            .find(|p| p.is_file());
+        let Some(file) = file else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| Error::Io(format!("cannot read {}: {e}", file.display())))?;
+        Ok(transcript_messages(&text))
+    }
+}
+
+/// A session transcript's user and assistant text as chat messages; the
+/// pieces of one streamed assistant message (one entry per block, same
+/// message id) joined.
+fn transcript_messages(text: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut last_id: Option<String> = None;
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let role = match e["type"].as_str() {
+            Some(r @ ("user" | "assistant")) => r,
+            _ => continue,
+        };
+        if e["isMeta"] == true || e["isSidechain"] == true {
+            continue;
+        }
+        let message = &e["message"];
+        let text = match &message["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let id = message["id"].as_str().map(str::to_string);
+        if role == "assistant"
+            && id.is_some()
+            && id == last_id
+            && let Some(prev) = out.last_mut()
+        {
+            let joined = format!("{}{text}", prev["content"].as_str().unwrap_or(""));
+            prev["content"] = Value::String(joined);
+            continue;
+        }
+        last_id = if role == "assistant" { id } else { None };
+        out.push(json!({"role": role, "content": text}));
+    }
+    out
 }
 
 /// Kills a process group when dropped, unless its leader ended normally.
@@ -722,6 +805,7 @@ mod tests {
                 "json",
                 "--max-turns",
                 "1",
+                "--no-session-persistence",
                 "--strict-mcp-config",
                 "--setting-sources",
                 "project",
@@ -744,6 +828,7 @@ mod tests {
         let call = Call {
             system: Some("S".into()),
             resume: Some("sid".into()),
+            workdir: Some("/w".into()),
             delegate: Some(Delegate {
                 url: "http://127.0.0.1:1/mcp".into(),
                 token: Secret::new("t"),
@@ -833,6 +918,30 @@ mod tests {
         assert!(
             parse_json(b"{not json")
                 .is_err_and(|e| e.to_string().starts_with("could not parse claude output"))
+        );
+    }
+
+    #[test]
+    fn a_transcript_is_the_conversation_text() {
+        let lines = [
+            json!({"type": "queue-operation", "content": "hi"}),
+            json!({"type": "user", "message": {"role": "user", "content": "hi"}}),
+            json!({"type": "user", "isMeta": true, "message": {"role": "user", "content": "meta"}}),
+            json!({"type": "assistant", "message": {"id": "m1", "role": "assistant", "content": [{"type": "text", "text": "hel"}]}}),
+            json!({"type": "assistant", "message": {"id": "m1", "role": "assistant", "content": [{"type": "text", "text": "lo"}]}}),
+            json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "content": "x"}]}}),
+            json!({"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": "again"}]}}),
+            json!({"type": "assistant", "message": {"id": "m1", "role": "assistant", "content": [{"type": "text", "text": "yes"}]}}),
+        ];
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        assert_eq!(
+            transcript_messages(&(text.join("\n") + "\n{broken")),
+            [
+                json!({"role": "user", "content": "hi"}),
+                json!({"role": "assistant", "content": "hello"}),
+                json!({"role": "user", "content": "again"}),
+                json!({"role": "assistant", "content": "yes"}),
+            ]
         );
     }
 

@@ -23,7 +23,7 @@ mod ollama;
 mod openai;
 pub mod sse;
 
-pub use chat::{Endpoint, Relay, claude_completion};
+pub use chat::{CLIENT_TOOLS, Endpoint, Relay, claude_completion};
 pub use openai::RESPONSE_LIMIT;
 pub use sse::ChatEvent;
 

@@ -21,7 +21,8 @@
 
 mod input;
 mod output;
-mod stateful;
+mod resume;
+pub(super) mod stateful;
 
 use axum::Json;
 use axum::body::{Body, Bytes};

@@ -5,8 +5,10 @@
 //!    a fork; else `key` creates or attaches; else a new one. Naming both
 //!    `conversation` and `previous_response_id` is a 400.
 //! 2. Its backend: the one it has, or the one its first turn's model gets —
-//!    `store-backed` when `mcp.json` configures a `conversationStore`
-//!    (Claude's sessions and hosted agents come later); none → 501.
+//!    `claude-resume` for `claude-code/<model>` (`resume`), `store-backed`
+//!    for any other model when `mcp.json` configures a `conversationStore`
+//!    (hosted agents come later); none → 501. A turn whose model the
+//!    conversation's backend cannot run is refused.
 //! 3. One writer per conversation: a second turn waits for the first.
 //! 4. The store's thread (created on the first turn) gives the earlier
 //!    messages; the turn runs on them plus the new input (`instructions`
@@ -28,6 +30,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, RequestError};
 
 const STORE_BACKED: &str = "store-backed";
+pub(in crate::http) const CLAUDE_RESUME: &str = "claude-resume";
 
 fn id_field(body: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
     match body.get(field) {
@@ -55,12 +58,13 @@ async fn table<T: Send + 'static>(
     super::super::conversations::table(state, call).await
 }
 
-/// Which conversation this turn belongs to. A new one is made with its
-/// store thread already in it (one write of the table, not two).
+/// Which conversation this turn belongs to. A new one gets `backend`, and a
+/// store-backed one its store thread at once (one write of the table, not
+/// two).
 async fn resolve(
     state: &AppState,
     body: &Map<String, Value>,
-    store: &crate::conversations::Store,
+    backend: &'static str,
     model: &str,
 ) -> Result<Handle, ApiError> {
     let conversation = id_field(body, "conversation")?;
@@ -75,12 +79,39 @@ async fn resolve(
         (Some(id), None) => table(state, move |t| t.get(&id)).await,
         (None, Some(resp)) => table(state, move |t| t.conversation_of(&resp)).await,
         (None, None) => {
-            let mut h = Handle::new(Some(model.to_string()), Some(STORE_BACKED.to_string()));
-            h.native_id = Some(store.create().await?);
+            let mut h = Handle::new(Some(model.to_string()), Some(backend.to_string()));
+            if let (STORE_BACKED, Some(store)) = (backend, &state.conversation_store) {
+                h.native_id = Some(store.create().await?);
+            }
             h.key = key;
             Ok(table(state, move |t| t.create(h)).await?.0)
         }
     }
+}
+
+/// The backend that runs turns on `model`, checked before any conversation
+/// or thread is made for it.
+pub(in crate::http) fn backend_for(
+    state: &AppState,
+    model: &str,
+) -> Result<&'static str, ApiError> {
+    use crate::routing::Route;
+    match crate::routing::route(model, |p| state.inference.contains(p)) {
+        Route::ClaudeCode(_) => return Ok(CLAUDE_RESUME),
+        Route::ClaudeAgent(_) => {
+            return Err(RequestError::NoStatefulBackend(model.to_string()).into());
+        }
+        Route::Recipe(name) => {
+            crate::orchestrate::recipe(&state.config, name)?;
+        }
+        _ => {
+            crate::http::passthrough::resolve(state, model, crate::inference::Endpoint::Chat)?;
+        }
+    }
+    if state.conversation_store.is_none() {
+        return Err(RequestError::NoStatefulBackend(model.to_string()).into());
+    }
+    Ok(STORE_BACKED)
 }
 
 /// One stateful turn, streamed or not.
@@ -88,38 +119,46 @@ pub(super) async fn turn(
     state: &AppState,
     body: &Map<String, Value>,
     model: &str,
-    mut request: Translated,
+    request: Translated,
     mut head: Head,
+) -> Result<Response, ApiError> {
+    let backend = backend_for(state, model)?;
+    let handle = resolve(state, body, backend, model).await?;
+    // Held until the answer is stored (for a stream: until its end).
+    let one_at_a_time = state.conversations.lock(&handle.id).await?;
+    let id = handle.id.clone();
+    let handle = table(state, move |t| t.get(&id)).await?;
+    // A conversation made without a model takes this turn's backend.
+    let theirs = handle.backend.as_deref().unwrap_or(backend);
+    if theirs != backend {
+        return Err(RequestError::NoStatefulBackend(format!(
+            "{model}' (conversation {} belongs to backend '{theirs}'",
+            handle.id
+        ))
+        .into());
+    }
+    head.conversation = Some(handle.id.clone());
+    head.previous_response_id = id_field(body, "previous_response_id")?;
+    if backend == CLAUDE_RESUME {
+        return super::resume::turn(state, handle, model, request, head, one_at_a_time).await;
+    }
+    store_backed(state, handle, model, request, head, one_at_a_time).await
+}
+
+/// A store-backed turn: the earlier messages from the store, the new ones
+/// and the answer appended to it.
+async fn store_backed(
+    state: &AppState,
+    handle: Handle,
+    model: &str,
+    mut request: Translated,
+    head: Head,
+    one_at_a_time: crate::conversations::Writer,
 ) -> Result<Response, ApiError> {
     let store = match &state.conversation_store {
         Some(s) => s.clone(),
         None => return Err(RequestError::NoStatefulBackend(model.to_string()).into()),
     };
-    // The model must be one a store-backed turn can run, before any
-    // conversation or thread is made for it.
-    match crate::routing::route(model, |p| state.inference.contains(p)) {
-        crate::routing::Route::Recipe(name) => {
-            crate::orchestrate::recipe(&state.config, name)?;
-        }
-        crate::routing::Route::ClaudeCode(_) | crate::routing::Route::ClaudeAgent(_) => {
-            return Err(RequestError::NoStatefulBackend(model.to_string()).into());
-        }
-        _ => {
-            crate::http::passthrough::resolve(state, model, crate::inference::Endpoint::Chat)?;
-        }
-    }
-    let handle = resolve(state, body, &store, model).await?;
-    // Held until the answer is stored (for a stream: until its end).
-    let one_at_a_time = state.conversations.lock(&handle.id).await?;
-    let id = handle.id.clone();
-    let handle = table(state, move |t| t.get(&id)).await?;
-    if let Some(backend) = handle.backend.as_deref().filter(|b| *b != STORE_BACKED) {
-        return Err(RequestError::NoStatefulBackend(format!(
-            "{model}' (conversation {} belongs to backend '{backend}'",
-            handle.id
-        ))
-        .into());
-    }
     let thread = match &handle.native_id {
         Some(t) => t.clone(),
         None => {
@@ -147,8 +186,6 @@ pub(super) async fn turn(
     request
         .chat
         .insert("messages".into(), Value::Array(messages));
-    head.conversation = Some(handle.id.clone());
-    head.previous_response_id = id_field(body, "previous_response_id")?;
 
     // What happens to the answer: appended with the new input, and the
     // response id recorded; then the writer lock is released.
