@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::mock::Mock;
-use common::{Setup, TestApp};
+use common::{JsonBody as _, Setup, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -377,4 +377,77 @@ async fn a_conversation_resumes_claudes_session_in_its_own_directory() {
         .expect("delete");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(!dir.exists());
+}
+
+/// A delegate's grant, from the outside: with `WOOLLAMA_TOKEN` set, the
+/// grant's token opens `/mcp` (and nothing else), lists only the granted
+/// tool, refuses any other, and stops working when the grant ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_opens_only_its_tools_on_mcp() {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let mock = Mock::start().await;
+    let bin = env!("CARGO_BIN_EXE_woollama");
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_TOKEN", "surface-secret")
+        .mcp(&format!(
+            r#"{{"mcpServers": {{"hello": {{"command": "{bin}", "args": ["example-server", "hello"]}}}}}}"#
+        ))
+        .start()
+        .await;
+    let grant = app
+        .tools
+        .grants()
+        .grant(["mcp__hello__count_to".to_string()]);
+    let token = grant.token().expose().to_string();
+
+    // Not a key to the rest of the surface.
+    let r = app
+        .client
+        .get(app.url("/v1/models"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("models");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let transport = StreamableHttpClientTransport::with_client(
+        woollama::inference::build_client().expect("client"),
+        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp")).auth_header(token.clone()),
+    );
+    let client = ().serve(transport).await.expect("MCP initialize with the grant");
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, ["mcp__hello__count_to"]);
+    let ok = client
+        .call_tool(
+            CallToolRequestParams::new("mcp__hello__count_to")
+                .with_arguments(json!({"n": 2}).as_object().cloned().expect("object")),
+        )
+        .await
+        .expect("granted call");
+    assert_ne!(ok.is_error, Some(true), "{ok:?}");
+    for refused in ["mcp__hello__hello", "chat"] {
+        let r = client.call_tool(CallToolRequestParams::new(refused)).await;
+        assert!(r.is_err(), "{refused} was not refused: {r:?}");
+    }
+    let prompts = client.list_all_prompts().await.expect("prompts/list");
+    assert!(prompts.is_empty());
+    let _ = client.cancel().await;
+
+    // The grant ended: its token opens nothing.
+    drop(grant);
+    let r = app
+        .client
+        .post(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json_body(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .expect("mcp");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

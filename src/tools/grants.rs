@@ -75,6 +75,11 @@ impl Grants {
         self.lock().get(token).cloned()
     }
 
+    /// How many grants are live.
+    pub fn live(&self) -> usize {
+        self.lock().len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Scope>>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
