@@ -282,7 +282,7 @@ async fn a_missing_binary_is_named() {
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     let message = body["error"]["message"].as_str().expect("message");
     assert!(
-        message.starts_with("claude-code backend: `/nonexistent/claude` not found")
+        message.starts_with("claude-code backend: `/nonexistent/claude`: no such file;")
             && message.contains("WOOLLAMA_CLAUDE_BIN"),
         "{message}"
     );

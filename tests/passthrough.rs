@@ -391,16 +391,13 @@ async fn request_errors_are_openai_shaped() {
     )
     .await;
     let msg = expect_error(
-        app.post(
-            "/v1/chat/completions",
-            json!({"model": "claude-code/haiku"}),
-        )
-        .await,
+        app.post("/v1/embeddings", json!({"model": "claude-code/haiku"}))
+            .await,
         400,
         "invalid_request_error",
     )
     .await;
-    assert!(msg.contains("runs as a recipe's inferencer"), "{msg}");
+    assert!(msg.contains("claude-code/<model> answers chat"), "{msg}");
 
     expect_error(app.get("/v1/nothing").await, 404, "not_found").await;
     expect_error(

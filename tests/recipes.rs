@@ -315,8 +315,10 @@ async fn recipe_errors_map_to_the_contract_statuses() {
     )
     .await;
     assert_eq!(msg, "inferencer 'keyed' requires $MOCK_KEY to be set");
-    let msg = expect_error(post("woollama/cc", false).await, 501, "not_implemented").await;
-    assert!(msg.contains("claude-code"), "{msg}");
+    // No `claude` installed here: said, with the fix.
+    let msg = expect_error(post("woollama/cc", false).await, 502, "server_error").await;
+    assert!(msg.starts_with("claude-code backend: "), "{msg}");
+    assert!(msg.contains("WOOLLAMA_CLAUDE_BIN"), "{msg}");
     assert!(mock.requests().is_empty());
 
     // An upstream error on the first turn: its status and body, before any stream.

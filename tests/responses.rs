@@ -216,7 +216,7 @@ async fn store_backed_conversations_hold_across_turns_and_restarts() {
     // A model no store-backed turn can run makes no conversation.
     let (_, before) = common::json(app.get("/v1/conversations").await).await;
     let (s, refused) = app
-        .respond(json!({"model": "claude-code/sonnet", "input": "x", "store": true}))
+        .respond(json!({"model": "claude-agent/sonnet", "input": "x", "store": true}))
         .await;
     assert_eq!(s, 501, "{refused}");
     let (s, _) = app

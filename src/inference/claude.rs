@@ -75,7 +75,7 @@ pub enum Error {
     #[error("could not parse claude output: {0}")]
     BadOutput(String),
     #[error(
-        "`{bin}` not found on PATH{detail}; install Claude Code (`npm install -g @anthropic-ai/claude-code`), or set WOOLLAMA_CLAUDE_BIN to its path"
+        "`{bin}`: {detail}; install Claude Code (`npm install -g @anthropic-ai/claude-code`), or set WOOLLAMA_CLAUDE_BIN to its path"
     )]
     NotFound { bin: String, detail: String },
     #[error("claude timed out after {0}s")]
@@ -323,12 +323,16 @@ impl ClaudeCli {
         };
         let args = self.argv(&call, stream, config.as_deref());
         let program = crate::guard::resolve(&self.bin, self.env.get("PATH").map(String::as_str))
-            .map_err(|detail| Error::NotFound {
+            .map_err(|e| Error::NotFound {
                 bin: self.bin.clone(),
-                detail: detail
+                // The reason alone: "not found on PATH (…)", "no such file".
+                detail: e
                     .split_once(": ")
-                    .map(|(_, d)| format!(" ({d})"))
-                    .unwrap_or_default(),
+                    .map_or(e.as_str(), |(_, d)| d)
+                    .split("; ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
             })?;
         let mut cmd = match &self.guard {
             Some(exe) => {
