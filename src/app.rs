@@ -114,7 +114,12 @@ impl AppState {
         );
         let inference = Registry::new(&config.inferencers, env, client.clone())
             .with_timeouts(options.timeouts)
-            .with_claude(claude);
+            .with_claude(claude)
+            .with_agents(inference::agents::Agents::new(
+                env,
+                &config.settings.state_dir,
+                client.clone(),
+            ));
         let conversations = Table::open_or_unavailable(
             &config.settings.state_dir,
             config

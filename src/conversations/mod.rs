@@ -60,6 +60,10 @@ pub struct Handle {
     pub updated_at: u64,
     /// Creation order (ties in `created_at` broken by it).
     pub seq: u64,
+    /// What the backend waits for while `awaiting_input` (a hosted agent's
+    /// pending `ask_user` call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
 }
 
 impl Handle {
@@ -78,6 +82,7 @@ impl Handle {
             created_at: now,
             updated_at: now,
             seq: 0,
+            pending: None,
         }
     }
 

@@ -13,11 +13,11 @@
 //!   backend.
 //!
 //! A conversation's backend is the one its model gets (`claude-resume` for
-//! `claude-code/<model>`, `store-backed` for others when a store is
-//! configured; hosted agents come later), or an explicit `backend` that can
-//! run; none → 501. Initial `items` are refused (501): no backend takes a
+//! `claude-code/<model>`, `managed-agents` for `claude-agent/<model>`,
+//! `store-backed` for others when a store is configured), or an explicit
+//! `backend` that can run; none → 501. Initial `items` are refused (501): no backend takes a
 //! history it did not make. `/items` comes from the backend: the store's
-//! thread, or Claude's session transcript. The table calls are blocking
+//! thread, Claude's session transcript, or the hosted session's history. The table calls are blocking
 //! file I/O, so they run on the blocking pool.
 
 use axum::Json;
@@ -220,6 +220,15 @@ pub async fn delete(
             })
             .await;
         }
+        (Some(MANAGED_AGENTS), _, Some(session)) => {
+            state
+                .inference
+                .agents()
+                .delete(session)
+                .await
+                .map_err(crate::inference::Error::from)?;
+        }
+        (Some(MANAGED_AGENTS), _, None) => {}
         (_, Some(store), Some(thread)) => store.delete(thread).await?,
         _ => {}
     }
@@ -253,7 +262,13 @@ pub async fn items(
                     source,
                 })?
         }
-        (Some(CLAUDE_RESUME), _, None) => Vec::new(),
+        (Some(CLAUDE_RESUME | MANAGED_AGENTS), _, None) => Vec::new(),
+        (Some(MANAGED_AGENTS), _, Some(session)) => state
+            .inference
+            .agents()
+            .history(session)
+            .await
+            .map_err(crate::inference::Error::from)?,
         (_, Some(store), Some(thread)) => store.get(thread).await?,
         _ => Vec::new(),
     };
@@ -285,7 +300,7 @@ pub async fn items(
 }
 
 const STORE_BACKED: &str = "store-backed";
-use super::responses::stateful::{CLAUDE_RESUME, backend_for};
+use super::responses::stateful::{CLAUDE_RESUME, MANAGED_AGENTS, backend_for};
 
 /// A stored chat message as conversation items: a message, a tool result as
 /// a `function_call_output`, an assistant's tool calls as `function_call`s

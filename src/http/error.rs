@@ -70,9 +70,15 @@ pub enum RequestError {
         expected: &'static str,
     },
     #[error(
-        "no stateful backend for model '{0}': conversations (store, conversation, previous_response_id, key) need a `conversationStore` in mcp.json — the bundled `woollama example-server convstore` is one; Claude sessions and hosted agents are not in this build yet. Or send the whole conversation in `input`"
+        "no stateful backend for model '{0}': conversations (store, conversation, previous_response_id, key) on a provider model or recipe need a `conversationStore` in mcp.json — the bundled `woollama example-server convstore` is one; `claude-code/<model>` and `claude-agent/<model>` keep their own. Or send the whole conversation in `input`"
     )]
     NoStatefulBackend(String),
+    #[error(
+        "'{0}' is a hosted agent, which holds its conversation itself: call it on /v1/responses with `store: true` (or a `conversation`, `previous_response_id` or `key`)"
+    )]
+    AgentNeedsState(String),
+    #[error("'{0}' answers whole: a hosted agent's turn is not streamed; send `stream: false`")]
+    AgentNotStreamed(String),
     #[error(
         "'woollama/{0}' is a recipe: it runs its own tools, and a client's `tools` cannot be added to it; drop `tools`, or name a provider model"
     )]
@@ -143,9 +149,11 @@ fn upstream(e: &inference::Error) -> Answer {
     use inference::Error as E;
     match e {
         E::MissingKey { .. } | E::Refused(_) => Answer::Own(StatusCode::BAD_REQUEST, INVALID),
-        E::Unreachable { .. } | E::BadResponse { .. } | E::TooLarge { .. } | E::Claude { .. } => {
-            Answer::Own(StatusCode::BAD_GATEWAY, SERVER)
-        }
+        E::Unreachable { .. }
+        | E::BadResponse { .. }
+        | E::TooLarge { .. }
+        | E::Claude { .. }
+        | E::Agents(_) => Answer::Own(StatusCode::BAD_GATEWAY, SERVER),
         E::Timeout { .. } => Answer::Own(StatusCode::GATEWAY_TIMEOUT, SERVER),
         E::Upstream {
             status,

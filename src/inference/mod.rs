@@ -11,12 +11,15 @@
 //! - `openai`: OpenAI-compatible HTTP: posting a body, relaying a stream,
 //!   model discovery.
 //! - `ollama`: the Ollama native `/api/chat` translation for `num_ctx`.
+//! - [`agents`]: Anthropic's managed agents (`claude-agent/<model>`), the
+//!   hosted sessions behind stateful turns.
 //! - [`claude`]: the `claude` CLI (`claude-code/<model>`), one locked-down
 //!   process per call; the registry holds one runner, behind an
 //!   [`Inferencer`] named `claude-code` that is not listed among the
 //!   configured ones.
 //! - [`sse`]: reading an upstream event stream into [`ChatEvent`]s.
 
+pub mod agents;
 mod chat;
 pub mod claude;
 mod ollama;
@@ -114,6 +117,9 @@ pub enum Error {
         backend: &'static str,
         source: claude::Error,
     },
+    /// Anthropic's managed agents failed (502).
+    #[error("managed-agents backend: {0}")]
+    Agents(#[from] agents::Error),
     /// A request this backend cannot take (400), e.g. client tools for the
     /// `claude` CLI.
     #[error("{0}")]
@@ -224,6 +230,7 @@ pub struct Registry {
     timeouts: Timeouts,
     claude_code: Arc<Inferencer>,
     claude: Arc<claude::ClaudeCli>,
+    agents: Arc<agents::Agents>,
 }
 
 impl Registry {
@@ -238,13 +245,18 @@ impl Registry {
             .collect();
         Self {
             inferencers: Arc::new(inferencers),
-            client,
+            client: client.clone(),
             timeouts: Timeouts::default(),
             claude_code: Arc::new(Inferencer::claude_code()),
             claude: Arc::new(claude::ClaudeCli::new(
                 env,
                 std::path::Path::new("/nonexistent"),
                 None,
+            )),
+            agents: Arc::new(agents::Agents::new(
+                env,
+                std::path::Path::new("/nonexistent"),
+                client.clone(),
             )),
         }
     }
@@ -262,6 +274,18 @@ impl Registry {
     pub fn with_claude(mut self, cli: claude::ClaudeCli) -> Self {
         self.claude = Arc::new(cli.with_timeouts(self.timeouts.claude));
         self
+    }
+
+    /// The same registry with this managed-agents client.
+    #[must_use]
+    pub fn with_agents(mut self, agents: agents::Agents) -> Self {
+        self.agents = Arc::new(agents);
+        self
+    }
+
+    /// Anthropic's managed agents (`claude-agent/<model>`).
+    pub fn agents(&self) -> &agents::Agents {
+        &self.agents
     }
 
     /// The `claude-code` inferencer.

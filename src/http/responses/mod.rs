@@ -19,6 +19,7 @@
 //!   `previous_response_id`, `key`) are refused with 501 until the
 //!   conversation layer lands.
 
+mod agents;
 mod input;
 mod output;
 mod resume;
@@ -74,7 +75,7 @@ async fn streamed(
 ) -> Result<Response, ApiError> {
     match route(model, |p| state.inference.contains(p)) {
         Route::Recipe(name) => recipe_stream(state, name, request, head, persist).await,
-        Route::ClaudeAgent(_) => Err(RequestError::NoStatefulBackend(model.to_string()).into()),
+        Route::ClaudeAgent(_) => Err(RequestError::AgentNeedsState(model.to_string()).into()),
         _ => {
             let target = resolve(state, model, Endpoint::Chat)?;
             provider_stream(state, &target, request, head, persist).await
@@ -96,7 +97,7 @@ async fn whole(state: &AppState, model: &str, request: &Translated) -> Result<Va
             Err(orchestrate::Error::NoAnswer(name.to_string()).into())
         }
         // Hosted agents own their state: only stateful turns reach them.
-        Route::ClaudeAgent(_) => Err(RequestError::NoStatefulBackend(model.to_string()).into()),
+        Route::ClaudeAgent(_) => Err(RequestError::AgentNeedsState(model.to_string()).into()),
         _ => {
             let target = resolve(state, model, Endpoint::Chat)?;
             let mut body = request.chat.clone();

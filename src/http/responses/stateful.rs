@@ -6,8 +6,8 @@
 //!    `conversation` and `previous_response_id` is a 400.
 //! 2. Its backend: the one it has, or the one its first turn's model gets —
 //!    `claude-resume` for `claude-code/<model>` (`resume`), `store-backed`
-//!    for any other model when `mcp.json` configures a `conversationStore`
-//!    (hosted agents come later); none → 501. A turn whose model the
+//!    for any other model when `mcp.json` configures a `conversationStore`,
+//!    `managed-agents` for `claude-agent/<model>` (`agents`); none → 501. A turn whose model the
 //!    conversation's backend cannot run is refused.
 //! 3. One writer per conversation: a second turn waits for the first.
 //! 4. The store's thread (created on the first turn) gives the earlier
@@ -31,6 +31,7 @@ use crate::http::error::{ApiError, RequestError};
 
 const STORE_BACKED: &str = "store-backed";
 pub(in crate::http) const CLAUDE_RESUME: &str = "claude-resume";
+pub(in crate::http) const MANAGED_AGENTS: &str = "managed-agents";
 
 fn id_field(body: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
     match body.get(field) {
@@ -98,9 +99,7 @@ pub(in crate::http) fn backend_for(
     use crate::routing::Route;
     match crate::routing::route(model, |p| state.inference.contains(p)) {
         Route::ClaudeCode(_) => return Ok(CLAUDE_RESUME),
-        Route::ClaudeAgent(_) => {
-            return Err(RequestError::NoStatefulBackend(model.to_string()).into());
-        }
+        Route::ClaudeAgent(_) => return Ok(MANAGED_AGENTS),
         Route::Recipe(name) => {
             crate::orchestrate::recipe(&state.config, name)?;
         }
@@ -141,6 +140,9 @@ pub(super) async fn turn(
     head.previous_response_id = id_field(body, "previous_response_id")?;
     if backend == CLAUDE_RESUME {
         return super::resume::turn(state, handle, model, request, head, one_at_a_time).await;
+    }
+    if backend == MANAGED_AGENTS {
+        return super::agents::turn(state, handle, model, request, head, one_at_a_time).await;
     }
     store_backed(state, handle, model, request, head, one_at_a_time).await
 }
