@@ -302,6 +302,9 @@ fn mcp_command(env: &Env) -> ExitCode {
             crate::app::Options::for_this_binary(),
         )
         .map_err(|e| e.to_string())?;
+        if let Err(e) = serve::delegates_only(&state).await {
+            tracing::warn!("recipes that delegate their tools to Claude cannot run: {e}");
+        }
         let served = tokio::select! {
             r = McpSurface::start(state.clone()).serve_stdio() => r,
             s = signals.recv() => {

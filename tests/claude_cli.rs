@@ -297,3 +297,86 @@ async fn a_claude_code_conversation_resumes_across_turns() {
         ]
     );
 }
+
+/// `woollama mcp` on stdio has no listener of its own: for a delegating
+/// recipe it serves `/mcp` to grants on loopback, and the `chat` tool runs
+/// `cc-counter` through the real CLI, reporting Claude's tool call as
+/// progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_tool_of_woollama_mcp_delegates_too() {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::{
+        CallToolRequestParams, NumberOrString, ProgressNotificationParam, ProgressToken,
+        RequestMetaObject,
+    };
+    use rmcp::transport::TokioChildProcess;
+
+    #[derive(Clone)]
+    struct Heard(tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>);
+    impl rmcp::ClientHandler for Heard {
+        async fn on_progress(
+            &self,
+            p: ProgressNotificationParam,
+            _: rmcp::service::NotificationContext<rmcp::RoleClient>,
+        ) {
+            let _ = self.0.send(p);
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path());
+    let bin = env!("CARGO_BIN_EXE_woollama");
+    std::fs::write(dir.path().join("recipes.toml"), RECIPES).expect("write");
+    std::fs::write(
+        dir.path().join("mcp.json"),
+        json!({"mcpServers": {"hello": {"command": bin, "args": ["example-server", "hello"]}}})
+            .to_string(),
+    )
+    .expect("write");
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("mcp")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("WOOLLAMA_CONFIG_DIR", dir.path())
+        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+        .env("WOOLLAMA_CLAUDE_BIN", &api.wrapper);
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let client = Heard(tx)
+        .serve(TokioChildProcess::new(cmd).expect("spawn"))
+        .await
+        .expect("initialize over stdio");
+    let mut meta = RequestMetaObject::default();
+    meta.set_progress_token(ProgressToken(NumberOrString::String("cc-1".into())));
+    let mut call = CallToolRequestParams::new("chat").with_arguments(
+        json!({"recipe": "cc-counter", "messages": [{"role": "user", "content": "count to 3"}]})
+            .as_object()
+            .cloned()
+            .expect("object"),
+    );
+    call.meta = Some(meta);
+    let r = client.call_tool(call).await.expect("chat");
+    let text = r.content[0]
+        .as_text()
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    assert_ne!(r.is_error, Some(true), "{text}");
+    assert!(
+        text.starts_with("fake says: ") && text.contains('3'),
+        "{text}"
+    );
+    let mut messages = Vec::new();
+    while let Ok(p) = heard.try_recv() {
+        messages.push(p.message.unwrap_or_default());
+    }
+    assert!(
+        messages.iter().any(|m| m.contains("mcp__hello__count_to")),
+        "no progress named the tool: {messages:?}"
+    );
+    let requests = api.requests();
+    assert_eq!(
+        tool_names(requests.last().expect("request")),
+        ["mcp__woollama__mcp__hello__count_to"]
+    );
+    let _ = client.cancel().await;
+}

@@ -79,7 +79,7 @@ pub enum Error {
     NoAnswer(String),
     /// A delegating recipe in a process with no `/mcp` listener (501).
     #[error(
-        "recipe '{0}' runs on claude-code with tools, which Claude reaches through woollama's own /mcp on loopback; this process serves none (`woollama mcp` on stdio) — call the recipe on the woollama daemon instead"
+        "recipe '{0}' runs on claude-code with tools, which Claude reaches through woollama's own /mcp on loopback, and this process has no such listener (see the log for why)"
     )]
     NoDelegateEndpoint(String),
 }

@@ -120,6 +120,63 @@ pub fn routers(state: &AppState) -> (axum::Router, axum::Router) {
     (tcp, unix)
 }
 
+/// For `woollama mcp` on stdio: when a recipe delegates its tools to
+/// Claude (`claude-code/<model>` with tools), a loopback listener that
+/// serves `/mcp` to **grants only** (`tools::grants`) — no other client, no
+/// other route — so Claude can reach the tools it was granted. Nothing is
+/// bound when no recipe delegates.
+pub async fn delegates_only(state: &AppState) -> Result<(), Error> {
+    let delegates = state.config.recipes.values().any(|r| {
+        !r.tools.is_empty()
+            && matches!(
+                crate::routing::route(&r.inferencer, |p| state.inference.contains(p)),
+                crate::routing::Route::ClaudeCode(_)
+            )
+    });
+    if !delegates {
+        return Ok(());
+    }
+    let addr = "127.0.0.1:0";
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let bound = tcp.local_addr().map_err(|source| Error::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let mcp = McpSurface::start(state.clone());
+    let only_mcp = axum::Router::new().route_service("/mcp", mcp.http_service());
+    // A token nobody holds: only a grant's opens anything.
+    let nobody = crate::config::Secret::new(format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let app = http::with_surface_auth(
+        only_mcp,
+        Some(nobody),
+        &state.config.settings,
+        state.tools.grants().clone(),
+    );
+    state.listening_on(bound);
+    tracing::debug!(%bound, "serving /mcp to delegates");
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let serve = axum::serve(
+            tcp,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::warn!("the delegates' /mcp listener failed: {e}");
+        }
+    });
+    Ok(())
+}
+
 /// Serves the two listeners until the app's shutdown token is cancelled;
 /// returns their tasks and the socket's guard.
 fn spawn_servers(

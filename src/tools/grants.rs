@@ -13,9 +13,9 @@
 //! afterwards opens nothing.
 //!
 //! The endpoint is where this process's `/mcp` listens on loopback; it is
-//! set once the TCP listener is bound (`serve`), and a process without one
-//! (`woollama mcp` on stdio) cannot delegate: the recipe fails with a
-//! message that says so.
+//! set once the TCP listener is bound (`serve`). `woollama mcp` on stdio has
+//! no listener of its own, so when a recipe delegates it binds one on
+//! loopback that serves `/mcp` to grants only (`serve::delegates_only`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
