@@ -315,7 +315,12 @@ async fn a_call_that_hangs_is_killed_with_its_group() {
 #[tokio::test]
 async fn a_conversation_resumes_claudes_session_in_its_own_directory() {
     let (mock, fake) = (Mock::start().await, fake());
-    let app = setup(&mock, &fake).start().await;
+    let state = tempfile::tempdir().expect("state");
+    let shared = state.path().to_string_lossy().to_string();
+    let app = setup(&mock, &fake)
+        .env("WOOLLAMA_STATE_DIR", &shared)
+        .start()
+        .await;
     let first: Value = app
         .post(
             "/v1/responses",
@@ -366,6 +371,33 @@ async fn a_conversation_resumes_claudes_session_in_its_own_directory() {
         .await
         .expect("json");
     assert_eq!(conv["backend"], "claude-resume");
+
+    // After a restart, the conversation goes on in the same session and
+    // directory.
+    let second_id = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|e| e["type"] == "response.completed")
+        .and_then(|e| e["response"]["id"].as_str().map(str::to_string))
+        .expect("the second response's id");
+    drop(app);
+    let app = setup(&mock, &fake)
+        .env("WOOLLAMA_STATE_DIR", &shared)
+        .start()
+        .await;
+    let (status, third) = app
+        .respond(json!({"model": "claude-code/sonnet", "input": "third",
+                        "previous_response_id": second_id}))
+        .await;
+    assert_eq!(status, 200, "{third}");
+    let run3 = fake.last();
+    let args3 = argv(&run3);
+    assert_eq!(
+        &args3[args3.iter().position(|a| a == "--resume").expect("resume") + 1],
+        session
+    );
+    assert_eq!(run3["cwd"], run1["cwd"]);
 
     // DELETE removes the working directory.
     assert!(dir.is_dir());
