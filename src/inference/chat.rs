@@ -69,6 +69,20 @@ pub struct Relay {
     pub body: BoxStream<'static, Result<Bytes, Error>>,
 }
 
+impl Relay {
+    /// A whole JSON answer woollama composed (200).
+    fn json(answer: &Value) -> Self {
+        let bytes = Bytes::from(bytes_of(answer));
+        Relay {
+            status: 200,
+            content_type: "application/json".into(),
+            content_length: Some(bytes.len() as u64),
+            sse: false,
+            body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay")
@@ -166,14 +180,7 @@ impl Registry {
         let head = ChunkHead::new(model);
         if !stream {
             let out = self.native_answer(inf, model, body, &head).await?;
-            let bytes = Bytes::from(bytes_of(&out));
-            return Ok(Relay {
-                status: 200,
-                content_type: "application/json".into(),
-                content_length: Some(bytes.len() as u64),
-                sse: false,
-                body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
-            });
+            return Ok(Relay::json(&out));
         }
         let (resp, timeout) = self.native_post(inf, model, body, true).await?;
         let frames = translated(
@@ -430,14 +437,7 @@ impl Registry {
     ) -> Result<Relay, Error> {
         let body = Value::Object(body.clone());
         if !stream {
-            let bytes = Bytes::from(bytes_of(&self.claude_complete(&body).await?));
-            return Ok(Relay {
-                status: 200,
-                content_type: "application/json".into(),
-                content_length: Some(bytes.len() as u64),
-                sse: false,
-                body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
-            });
+            return Ok(Relay::json(&self.claude_complete(&body).await?));
         }
         let mut events = self.claude_stream(&body)?.boxed();
         let first = events.next().await;

@@ -746,13 +746,10 @@ fn usage_of(result: &Value) -> Option<Value> {
     }))
 }
 
-/// A chat conversation as one `claude -p` call's system prompt and prompt
-/// (contract §8.1): system messages become the system prompt (joined);
-/// a single remaining message is its text verbatim; several become
-/// `role: text` lines. Text parts of array content are joined; other parts
-/// (images) cannot reach the CLI and are left out.
-pub fn flatten(messages: &[Value]) -> (Option<String>, String) {
-    let text = |m: &Value| match &m["content"] {
+/// A chat message's text: its string content, or its text parts joined by
+/// newlines (other parts, such as images, left out).
+pub fn message_text(m: &Value) -> String {
+    match &m["content"] {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
             .iter()
@@ -760,7 +757,16 @@ pub fn flatten(messages: &[Value]) -> (Option<String>, String) {
             .collect::<Vec<_>>()
             .join("\n"),
         _ => String::new(),
-    };
+    }
+}
+
+/// A chat conversation as one `claude -p` call's system prompt and prompt
+/// (contract §8.1): system messages become the system prompt (joined);
+/// a single remaining message is its text verbatim; several become
+/// `role: text` lines. Text parts of array content are joined; other parts
+/// (images) cannot reach the CLI and are left out.
+pub fn flatten(messages: &[Value]) -> (Option<String>, String) {
+    let text = message_text;
     let mut system = Vec::new();
     let mut rest = Vec::new();
     for m in messages {

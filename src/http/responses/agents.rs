@@ -32,18 +32,12 @@ fn latest_user_text(request: &Translated) -> String {
         .get("messages")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
-    let Some(m) = messages.iter().rev().find(|m| m["role"] == "user") else {
-        return String::new();
-    };
-    match &m["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
+    messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(inference::claude::message_text)
+        .unwrap_or_default()
 }
 
 pub(super) async fn turn(
