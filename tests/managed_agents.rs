@@ -396,6 +396,22 @@ async fn failures_and_refusals() {
             .contains("stream: false")
     );
 
+    // An API that cannot be reached: said, naming the call.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let app = setup(&mock, &closed, state.path()).start().await;
+    let (s, r) = app
+        .respond(json!({"model": "claude-agent/opus", "input": "hi", "store": true}))
+        .await;
+    assert_eq!(s, 502, "{r}");
+    let message = r["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("managed-agents backend: POST /v1/environments failed: "),
+        "{message}"
+    );
+
     // No key: said before any call.
     let app = Setup::new(&mock)
         .env("ANTHROPIC_BASE_URL", &url)

@@ -218,7 +218,8 @@ async fn store_backed_conversations_hold_across_turns_and_restarts() {
     let (s, refused) = app
         .respond(json!({"model": "claude-agent/sonnet", "input": "x", "store": true}))
         .await;
-    assert_eq!(s, 501, "{refused}");
+    // No ANTHROPIC_API_KEY here: said before any conversation is made.
+    assert_eq!(s, 502, "{refused}");
     let (s, _) = app
         .respond(json!({"model": "nowhere/m", "input": "x", "store": true}))
         .await;

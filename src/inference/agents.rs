@@ -134,6 +134,11 @@ impl Agents {
         }
     }
 
+    /// Fails fast, before any conversation is made, without a key.
+    pub fn ready(&self) -> Result<(), Error> {
+        self.key.as_ref().map(|_| ()).ok_or(Error::NoKey)
+    }
+
     fn request(
         &self,
         method: reqwest::Method,

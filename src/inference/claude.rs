@@ -91,6 +91,8 @@ pub struct Delegate {
     pub url: String,
     pub token: Secret,
     pub tools: Vec<String>,
+    /// `--max-turns`: the recipe's own limit.
+    pub max_turns: u32,
 }
 
 /// One call of the CLI.
@@ -209,8 +211,8 @@ impl ClaudeCli {
         } else {
             v.push("json".into());
         }
-        let turns = if call.delegate.is_some() { "8" } else { "1" };
-        v.extend(["--max-turns".into(), turns.into()]);
+        let turns = call.delegate.as_ref().map_or(1, |d| d.max_turns);
+        v.extend(["--max-turns".into(), turns.to_string()]);
         if call.workdir.is_none() {
             // A one-off call leaves no transcript in the user's ~/.claude.
             v.push("--no-session-persistence".into());
@@ -843,6 +845,7 @@ mod tests {
                 url: "http://127.0.0.1:1/mcp".into(),
                 token: Secret::new("t"),
                 tools: vec!["mcp__hello__count_to".into(), "mcp__a__b".into()],
+                max_turns: 8,
             }),
             ..Call::default()
         };

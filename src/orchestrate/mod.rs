@@ -388,6 +388,7 @@ async fn delegate(
             url: url.to_string(),
             token: grant.token().clone(),
             tools: p.allowed.clone(),
+            max_turns: p.max_turns,
         }),
         ..claude::Call::default()
     };

@@ -99,7 +99,14 @@ pub(in crate::http) fn backend_for(
     use crate::routing::Route;
     match crate::routing::route(model, |p| state.inference.contains(p)) {
         Route::ClaudeCode(_) => return Ok(CLAUDE_RESUME),
-        Route::ClaudeAgent(_) => return Ok(MANAGED_AGENTS),
+        Route::ClaudeAgent(_) => {
+            state
+                .inference
+                .agents()
+                .ready()
+                .map_err(crate::inference::Error::from)?;
+            return Ok(MANAGED_AGENTS);
+        }
         Route::Recipe(name) => {
             crate::orchestrate::recipe(&state.config, name)?;
         }
