@@ -2,7 +2,10 @@
 //!
 //! - With `WOOLLAMA_TOKEN` set, every request — loopback included — must send
 //!   exactly `Authorization: Bearer <token>` (scheme case-sensitive, compared
-//!   in constant time).
+//!   in constant time), or `x-api-key: <token>` as Anthropic's clients send
+//!   their key (`ANTHROPIC_API_KEY=<token>`).
+//! - Refusals on `/v1/messages` are in Anthropic's error shape, the rest in
+//!   OpenAI's.
 //! - Without a token, only loopback peers are served; hostnames are never
 //!   resolved.
 //!
@@ -104,23 +107,32 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A refusal, in the shape the route's clients read.
+fn refuse(req: &Request, e: ApiError) -> Response {
+    if req.uri().path().starts_with("/v1/messages") {
+        e.anthropic_response()
+    } else {
+        e.into_response()
+    }
+}
+
 pub async fn require(State(auth): State<SurfaceAuth>, mut req: Request, next: Next) -> Response {
     if let Err(e) = check_host(&auth, &req).and_then(|()| check_origin(&auth, &req)) {
-        return e.into_response();
+        return refuse(&req, e);
     }
     if let Some(scope) = bearer(&req).and_then(|t| auth.grants.scope(t)) {
         if req.uri().path() == "/mcp" {
             req.extensions_mut().insert(scope);
             return next.run(req).await;
         }
-        return ApiError::from(RequestError::Unauthorized(
-            "a delegate's grant opens /mcp only",
-        ))
-        .into_response();
+        return refuse(
+            &req,
+            RequestError::Unauthorized("a delegate's grant opens /mcp only").into(),
+        );
     }
     match check(&auth, &req) {
         Ok(()) => next.run(req).await,
-        Err(reason) => ApiError::from(RequestError::Unauthorized(reason)).into_response(),
+        Err(reason) => refuse(&req, RequestError::Unauthorized(reason).into()),
     }
 }
 
@@ -153,7 +165,8 @@ fn check(auth: &SurfaceAuth, req: &Request) -> Result<(), &'static str> {
         let presented = req
             .headers()
             .get(AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .or_else(|| req.headers().get("x-api-key").map(|v| v.as_bytes()));
         return match presented {
             Some(p) if constant_time_eq(p, token.expose().as_bytes()) => Ok(()),
             _ => Err("missing or invalid bearer token"),

@@ -7,6 +7,10 @@
 //! file decides the status and the `type` (contract Appendix A): handlers
 //! never pick a status.
 //!
+//! The Anthropic Messages surface (`/v1/messages`) gets the same statuses in
+//! Anthropic's shape, `{"type":"error","error":{"type","message"}}`
+//! ([`ApiError::anthropic_response`]).
+//!
 //! Everything woollama itself refuses is `{"error":{"message","type"}}`. An
 //! upstream's own JSON error is relayed verbatim with its status; a non-JSON
 //! upstream error is wrapped so the client still gets an OpenAI-shaped body
@@ -84,7 +88,7 @@ pub enum RequestError {
     )]
     ClientToolsWithRecipe(String),
     #[error(
-        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/responses, /v1/conversations, /v1/embeddings, /v1/images/generations, /mcp)"
+        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/responses, /v1/conversations, /v1/messages, /v1/embeddings, /v1/images/generations, /mcp)"
     )]
     NoRoute { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
@@ -246,6 +250,75 @@ impl ApiError {
             (None, _) => wire::error_body(&self.to_string(), UPSTREAM),
         };
         Bytes::from(wire::sse_raw(&payload))
+    }
+}
+
+impl ApiError {
+    /// The error's message: ours, or the one an upstream's JSON error body
+    /// carries (OpenAI's `error.message`, Anthropic's, or a bare
+    /// `message`), or its text.
+    pub fn message(&self) -> String {
+        match self.answer() {
+            Answer::Own(..) => self.to_string(),
+            Answer::Relayed { status, body, .. } => {
+                let v = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+                let found = v
+                    .pointer("/error/message")
+                    .or_else(|| v.get("message"))
+                    .and_then(serde_json::Value::as_str);
+                match found {
+                    Some(m) => m.to_string(),
+                    None => {
+                        let text: String = String::from_utf8_lossy(&body)
+                            .trim()
+                            .chars()
+                            .take(500)
+                            .collect();
+                        if text.is_empty() {
+                            format!("the upstream answered {status} with an empty body")
+                        } else {
+                            format!("the upstream answered {status}: {text}")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Anthropic's error `type` for this error's status.
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.status().as_u16() {
+            400 | 405 | 415 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            529 | 503 => "overloaded_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The error as the Anthropic Messages API answers one: the same status,
+    /// `{"type":"error","error":{"type","message"}}`. An Anthropic
+    /// upstream's own error body is relayed as it came.
+    pub fn anthropic_response(self) -> Response {
+        let status = self.status();
+        if let Answer::Relayed { body, .. } = self.answer()
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["type"] == "error" && v["error"].is_object())
+        {
+            return json_response(status, body);
+        }
+        let message = self.message();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %message, "request failed");
+        } else {
+            tracing::debug!(%status, error = %message, "request refused");
+        }
+        let body = serde_json::json!({"type": "error",
+            "error": {"type": self.anthropic_type(), "message": message}});
+        json_response(status, body.to_string())
     }
 }
 

@@ -14,6 +14,7 @@ mod conversations;
 pub mod error;
 pub mod json;
 mod keepalive;
+mod messages;
 mod models;
 mod passthrough;
 mod recipe;
@@ -42,6 +43,8 @@ pub fn router(state: AppState, mcp: Router) -> Router {
         .route("/v1/tools", get(tools::list))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/responses", post(responses::create))
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route(
             "/v1/conversations",
             post(conversations::create).get(conversations::list),

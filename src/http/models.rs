@@ -4,6 +4,10 @@
 //! queried concurrently, each bounded by `WOOLLAMA_DISCOVERY_TIMEOUT_SECS`
 //! (3 s by default), so one slow or dead provider never stalls the list: it
 //! just contributes nothing this time.
+//!
+//! A request that carries `anthropic-version` (an Anthropic SDK, Claude Code)
+//! gets the same models in Anthropic's list shape: `{data: [{type: "model",
+//! id, display_name, created_at}], has_more, first_id, last_id}`.
 
 use std::collections::HashSet;
 
@@ -13,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
+pub async fn list(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Json<Value> {
     let timeout = state.config.settings.discovery_timeout;
     let registry = &state.inference;
     let discovered = futures_util::future::join_all(registry.iter().map(|inf| async move {
@@ -67,5 +71,56 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
             "owned_by": "woollama",
         }));
     }
+    if headers.contains_key("anthropic-version") {
+        return Json(anthropic(&data, state.started));
+    }
     Json(json!({"object": "list", "data": data}))
+}
+
+/// The list in Anthropic's shape.
+fn anthropic(data: &[Value], started: u64) -> Value {
+    let created = rfc3339(started);
+    let models: Vec<Value> = data
+        .iter()
+        .map(|m| {
+            json!({"type": "model", "id": m["id"], "display_name": m["id"], "created_at": created})
+        })
+        .collect();
+    json!({
+        "data": models,
+        "has_more": false,
+        "first_id": models.first().map(|m| m["id"].clone()),
+        "last_id": models.last().map(|m| m["id"].clone()),
+    })
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time (civil-from-days).
+fn rfc3339(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_654_974), "2026-11-26T01:02:54Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }

@@ -99,7 +99,7 @@ pub(super) async fn forward(
 
 /// The response for a relay: status, content type (and length), and the
 /// body as it arrives.
-fn respond(relay: Relay) -> Response {
+pub(super) fn respond(relay: Relay) -> Response {
     let Relay {
         status,
         content_type,

@@ -168,6 +168,74 @@ impl Registry {
         })
     }
 
+    /// Anthropic's own Messages API, passed through natively for
+    /// `anthropic/<model>` on `/v1/messages` (`path` is `messages` or
+    /// `messages/count_tokens` under the inferencer's base URL): the key as
+    /// `x-api-key`, the client's `anthropic-version` (default `2023-06-01`)
+    /// and `anthropic-beta`; the answer relayed as it arrives.
+    pub async fn anthropic(
+        &self,
+        inf: &Inferencer,
+        path: &str,
+        model: &str,
+        mut body: Map<String, Value>,
+        version: Option<&str>,
+        beta: Option<&str>,
+    ) -> Result<Relay, Error> {
+        body.insert("model".into(), Value::String(model.to_string()));
+        let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+        let url = inf.url(path);
+        let timeout = self.timeouts().chat;
+        let mut req = self
+            .client()
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("anthropic-version", version.unwrap_or("2023-06-01"))
+            .body(bytes_of(&Value::Object(body)));
+        if let Some(b) = beta {
+            req = req.header("anthropic-beta", b);
+        }
+        if let Some(key) = inf.auth()? {
+            let mut v = reqwest::header::HeaderValue::from_str(key.expose()).map_err(|_| {
+                Error::BadResponse {
+                    inferencer: inf.name().to_string(),
+                    detail: "the API key is not a valid header value".into(),
+                }
+            })?;
+            v.set_sensitive(true);
+            req = req.header("x-api-key", v);
+        }
+        if stream {
+            req = req.header(reqwest::header::ACCEPT, "text/event-stream");
+        } else {
+            req = req.timeout(timeout);
+        }
+        let resp = openai::send(req, inf, url.clone(), timeout).await?;
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string();
+        let status = resp.status().as_u16();
+        let sse = content_type.starts_with("text/event-stream");
+        let length = if stream { None } else { resp.content_length() };
+        let body = match length {
+            Some(n) if n <= SMALL_ANSWER => {
+                let bytes = openai::read_body(inf, &url, resp, timeout).await?;
+                futures_util::stream::once(async move { Ok(bytes) }).boxed()
+            }
+            _ => openai::relay(inf, resp, timeout).boxed(),
+        };
+        Ok(Relay {
+            status,
+            sse,
+            content_type,
+            content_length: length,
+            body,
+        })
+    }
+
     /// Ollama's native `/api/chat` (`model` bare), its answer translated
     /// to OpenAI's shapes: as a whole `chat.completion`, or as SSE bytes.
     async fn native(

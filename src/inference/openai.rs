@@ -68,6 +68,17 @@ pub async fn post(
     if let Some(key) = inf.auth()? {
         req = req.bearer_auth(key.expose());
     }
+    send(req, inf, url, timeout).await
+}
+
+/// Sends a built request within `timeout` (for the headers); an error status
+/// becomes [`Error::Upstream`] with the upstream's body.
+pub async fn send(
+    req: reqwest::RequestBuilder,
+    inf: &Inferencer,
+    url: String,
+    timeout: Duration,
+) -> Result<reqwest::Response, Error> {
     let resp = match tokio::time::timeout(timeout, req.send()).await {
         Err(_) => {
             return Err(Error::Timeout {
