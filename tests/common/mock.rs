@@ -80,6 +80,8 @@ impl Mock {
             .route("/v1/embeddings", post(answer))
             .route("/v1/images/generations", post(answer))
             .route("/api/chat", post(answer))
+            .route("/v1/messages", post(answer))
+            .route("/v1/messages/count_tokens", post(answer))
             .with_state(Arc::clone(&inner));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,7 +1,9 @@
 //! An Anthropic Messages request as an OpenAI chat request (`docs/messages.md`
 //! has the table).
 //!
-//! - `system` (a string or text blocks) → one `system` message first.
+//! - `system` (a string or text blocks) → one `system` message first; a
+//!   `system` message inside `messages` (Claude Code sends its environment
+//!   that way) → a `system` message in its place.
 //! - `messages`: text blocks → text (a string when there is only text, else
 //!   content parts); `image` (base64 or url) → an `image_url` part (a data
 //!   URL for base64); an assistant's `tool_use` blocks → its `tool_calls`
@@ -86,7 +88,12 @@ fn content(parts: Vec<Value>) -> Value {
 fn message(m: &Value, out: &mut Vec<Value>) -> Result<(), RequestError> {
     let role = match m["role"].as_str() {
         Some(r @ ("user" | "assistant")) => r,
-        _ => return Err(bad("messages[].role", "`user` or `assistant`")),
+        Some("system") => {
+            let text = text_of(&m["content"], "messages[].content")?;
+            out.push(json!({"role": "system", "content": text}));
+            return Ok(());
+        }
+        _ => return Err(bad("messages[].role", "`user`, `assistant` or `system`")),
     };
     let blocks = match &m["content"] {
         Value::String(s) => {
@@ -333,7 +340,7 @@ mod tests {
         };
         assert!(e(json!({"model": "m"})).contains("`messages`"));
         assert!(
-            e(json!({"messages": [{"role": "system", "content": "x"}]}))
+            e(json!({"messages": [{"role": "tool", "content": "x"}]}))
                 .contains("`messages[].role`")
         );
         assert!(e(json!({"messages": [], "max_tokens": "9"})).contains("`max_tokens`"));
