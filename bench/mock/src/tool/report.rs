@@ -160,6 +160,11 @@ enum Record {
         noise: Noise,
         r: Wrk,
     },
+    Messages {
+        #[serde(flatten)]
+        noise: Noise,
+        r: Wrk,
+    },
     Mcp {
         target: String,
         #[serde(flatten)]
@@ -241,6 +246,13 @@ impl Results {
     fn responses(&self, mode: &str) -> Option<(&Wrk, Noise)> {
         self.records.iter().find_map(|r| match r {
             Record::Responses { mode: m, noise, r } if m == mode => Some((r, *noise)),
+            _ => None,
+        })
+    }
+
+    fn messages(&self) -> Option<(&Wrk, Noise)> {
+        self.records.iter().find_map(|r| match r {
+            Record::Messages { noise, r } => Some((r, *noise)),
             _ => None,
         })
     }
@@ -494,6 +506,17 @@ fn checks(r: &Results) -> Vec<Check> {
         "stateless /v1/responses ≤ 0.05 ms over chat pass-through (p50)",
         stateless.zip(pass).map(|((s, n), (p, pn))| {
             let added = s.ms().p50 - p.ms().p50;
+            (
+                format!("{} ms", signed_ms(added)),
+                added <= 0.05,
+                n.noisy || pn.noisy,
+            )
+        }),
+    );
+    push(
+        "`/v1/messages` translation ≤ 0.05 ms over chat pass-through (p50)",
+        r.messages().zip(pass).map(|((m, n), (p, pn))| {
+            let added = m.ms().p50 - p.ms().p50;
             (
                 format!("{} ms", signed_ms(added)),
                 added <= 0.05,
@@ -783,10 +806,11 @@ fn render(r: &Results, machine: &str) -> String {
     // Responses.
     let _ = writeln!(
         md,
-        "\n#### Responses API\n\n`POST /v1/responses` with the pass-through's prompt as `input`, \
+        "\n#### Responses and Messages APIs\n\n`POST /v1/responses` with the pass-through's prompt as `input`, \
          sequential (c=1), beside the same chat pass-through. *Stateful* adds `store: true`: each \
          request starts a conversation on the bundled `convstore` (create the thread, read it, \
-         append the turn, record the handle).\n"
+         append the turn, record the handle). `POST /v1/messages` sends the same prompt in \
+         Anthropic's shape: translated to chat, the answer translated back.\n"
     );
     let _ = writeln!(
         md,
@@ -806,6 +830,11 @@ fn render(r: &Results, machine: &str) -> String {
         &mut md,
         "`/v1/responses`, stateful (bundled store)",
         r.responses("stateful"),
+    );
+    wrk_row(
+        &mut md,
+        "`/v1/messages` (Anthropic, translated)",
+        r.messages(),
     );
 
     // MCP.
