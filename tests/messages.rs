@@ -363,3 +363,93 @@ async fn claude_code_runs_on_any_model_through_woollama() {
         "{tool_message}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_that_fails_midway_ends_with_an_error_event() {
+    let mock = Mock::start().await;
+    let chunk = |delta: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        )
+    };
+    mock.push(Reply::Stream {
+        content_type: "text/event-stream",
+        chunks: vec![
+            chunk(json!({"role": "assistant", "content": "Half an"})),
+            format!(
+                "data: {}\n\n",
+                json!({"error": {"message": "model crashed", "type": "server_error"}})
+            ),
+        ],
+        gate: None,
+    });
+    let app = Setup::new(&mock).start().await;
+    let r = app
+        .post(
+            "/v1/messages",
+            json!({"model": "mock/m", "max_tokens": 10, "stream": true,
+                   "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.expect("body");
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "error"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("model crashed"), "{text}");
+    assert!(text.contains(r#""type":"error""#), "{text}");
+}
+
+#[tokio::test]
+async fn the_surface_token_works_as_an_anthropic_key_and_count_tokens_passes_through() {
+    let mock = Mock::start().await;
+    mock.push(Reply::Json(StatusCode::OK, json!({"input_tokens": 42})));
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_TOKEN", "surface-secret")
+        .env("ANTHROPIC_API_KEY", "sk-ant-upstream")
+        .inferencers(&format!(
+            "[inferencers.anthropic]\nbase_url = \"{}\"\n",
+            mock.base_url()
+        ))
+        .start()
+        .await;
+    let body =
+        json!({"model": "anthropic/claude-x", "messages": [{"role": "user", "content": "hi"}]});
+    let send = |key: &'static str| {
+        app.client
+            .post(app.url("/v1/messages/count_tokens"))
+            .header("x-api-key", key)
+            .json_body(&body)
+            .send()
+    };
+    let r = send("wrong").await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "authentication_error");
+
+    let r = send("surface-secret").await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let n: Value = r.json().await.expect("json");
+    assert_eq!(n["input_tokens"], 42);
+    let up = mock.only_request();
+    assert_eq!(up.path, "/v1/messages/count_tokens");
+    // The surface token is not the upstream key.
+    assert_eq!(
+        up.headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+        Some("sk-ant-upstream")
+    );
+}
