@@ -135,37 +135,8 @@ impl Registry {
             stream,
         )
         .await?;
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            })
-            .to_string();
-        let status = resp.status().as_u16();
-        let sse = content_type.starts_with("text/event-stream");
-        let length = if stream { None } else { resp.content_length() };
-        // A small answer of known length is read whole (bounded, and one
-        // write to the client instead of a stream of them); anything else is
-        // relayed as it arrives.
-        let body = match length {
-            Some(n) if n <= SMALL_ANSWER => {
-                let url = inf.url(endpoint.path());
-                let bytes = openai::read_body(inf, &url, resp, timeout).await?;
-                futures_util::stream::once(async move { Ok(bytes) }).boxed()
-            }
-            _ => openai::relay(inf, resp, timeout).boxed(),
-        };
-        Ok(Relay {
-            status,
-            sse,
-            content_type,
-            content_length: length,
-            body,
-        })
+        let url = inf.url(endpoint.path());
+        relayed(inf, &url, resp, stream, timeout).await
     }
 
     /// Anthropic's own Messages API, passed through natively for
@@ -211,29 +182,7 @@ impl Registry {
             req = req.timeout(timeout);
         }
         let resp = openai::send(req, inf, url.clone(), timeout).await?;
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string();
-        let status = resp.status().as_u16();
-        let sse = content_type.starts_with("text/event-stream");
-        let length = if stream { None } else { resp.content_length() };
-        let body = match length {
-            Some(n) if n <= SMALL_ANSWER => {
-                let bytes = openai::read_body(inf, &url, resp, timeout).await?;
-                futures_util::stream::once(async move { Ok(bytes) }).boxed()
-            }
-            _ => openai::relay(inf, resp, timeout).boxed(),
-        };
-        Ok(Relay {
-            status,
-            sse,
-            content_type,
-            content_length: length,
-            body,
-        })
+        relayed(inf, &url, resp, stream, timeout).await
     }
 
     /// Ollama's native `/api/chat` (`model` bare), its answer translated
@@ -549,6 +498,46 @@ impl Registry {
 
 /// Why a `claude-code/<model>` request with its own `tools` is refused.
 pub const CLIENT_TOOLS: &str = "claude-code/<model> cannot call the client's own tools (the `claude` CLI runs with no tools but the MCP tools a recipe grants); drop `tools`, or make a recipe with an MCP tool allow-list";
+
+/// An upstream's answer as a [`Relay`]: its status and content type; a
+/// small answer of known length read whole (bounded, and one write to the
+/// client instead of a stream of them), anything else relayed as it
+/// arrives.
+async fn relayed(
+    inf: &Inferencer,
+    url: &str,
+    resp: reqwest::Response,
+    stream: bool,
+    timeout: Duration,
+) -> Result<Relay, Error> {
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        })
+        .to_string();
+    let status = resp.status().as_u16();
+    let sse = content_type.starts_with("text/event-stream");
+    let length = if stream { None } else { resp.content_length() };
+    let body = match length {
+        Some(n) if n <= SMALL_ANSWER => {
+            let bytes = openai::read_body(inf, url, resp, timeout).await?;
+            futures_util::stream::once(async move { Ok(bytes) }).boxed()
+        }
+        _ => openai::relay(inf, resp, timeout).boxed(),
+    };
+    Ok(Relay {
+        status,
+        sse,
+        content_type,
+        content_length: length,
+        body,
+    })
+}
 
 /// A `claude` failure as the `claude-code` backend's error.
 fn claude_code(source: claude::Error) -> Error {

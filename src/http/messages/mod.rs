@@ -56,6 +56,31 @@ fn native<'a>(state: &'a AppState, model: &'a str) -> Option<(&'a Inferencer, &'
     }
 }
 
+/// Native pass-through to Anthropic's `path` (`messages`,
+/// `messages/count_tokens`), the client's version and beta headers passed on.
+async fn pass_native(
+    state: &AppState,
+    headers: &HeaderMap,
+    inf: &Inferencer,
+    path: &str,
+    model: &str,
+    body: Map<String, Value>,
+) -> Result<Response, ApiError> {
+    inf.auth()?;
+    let relay = state
+        .inference
+        .anthropic(
+            inf,
+            path,
+            model,
+            body,
+            header(headers, "anthropic-version"),
+            header(headers, "anthropic-beta"),
+        )
+        .await?;
+    Ok(super::passthrough::respond(relay))
+}
+
 /// `POST /v1/messages`.
 pub async fn create(
     State(state): State<AppState>,
@@ -76,19 +101,7 @@ async fn messages(
 ) -> Result<Response, ApiError> {
     let model = model_of(&body)?.to_string();
     if let Some((inf, bare)) = native(state, &model) {
-        inf.auth()?;
-        let relay = state
-            .inference
-            .anthropic(
-                inf,
-                "messages",
-                bare,
-                body,
-                header(headers, "anthropic-version"),
-                header(headers, "anthropic-beta"),
-            )
-            .await?;
-        return Ok(super::passthrough::respond(relay));
+        return pass_native(state, headers, inf, "messages", bare, body).await;
     }
     let request = request::translate(&body)?;
     match route(&model, |p| state.inference.contains(p)) {
@@ -238,19 +251,7 @@ async fn count(
 ) -> Result<Response, ApiError> {
     let model = model_of(&body)?.to_string();
     if let Some((inf, bare)) = native(state, &model) {
-        inf.auth()?;
-        let relay = state
-            .inference
-            .anthropic(
-                inf,
-                "messages/count_tokens",
-                bare,
-                body,
-                header(headers, "anthropic-version"),
-                header(headers, "anthropic-beta"),
-            )
-            .await?;
-        return Ok(super::passthrough::respond(relay));
+        return pass_native(state, headers, inf, "messages/count_tokens", bare, body).await;
     }
     // The model must be one woollama can route, as for a message.
     match route(&model, |p| state.inference.contains(p)) {
