@@ -104,19 +104,28 @@ async fn messages(
         return pass_native(state, headers, inf, "messages", bare, body).await;
     }
     let request = request::translate(&body)?;
+    let stops = match body.get("stop_sequences") {
+        Some(Value::Array(s)) => s.clone(),
+        _ => Vec::new(),
+    };
     match route(&model, |p| state.inference.contains(p)) {
-        Route::Recipe(name) => recipe(state, name, &model, request).await,
+        Route::Recipe(name) => recipe(state, name, &model, request, &stops).await,
         Route::ClaudeAgent(_) => Err(RequestError::AgentNeedsState(model.clone()).into()),
         _ => {
             let target = resolve(state, &model, Endpoint::Chat)?;
             let mut chat = request.chat;
             chat.insert("model".into(), json!(target.model));
+            // OpenAI's and Groq's APIs refuse a parameter they do not have.
+            if target.inf.spec.builtin && matches!(target.inf.name(), "openai" | "groq") {
+                chat.remove("top_k");
+            }
             if !request.stream {
                 let completion = state
                     .inference
                     .complete(&target.inf, &Value::Object(chat))
                     .await?;
-                return Ok(Json(response::from_completion(&completion, &model)).into_response());
+                let message = response::from_completion(&completion, &model, &stops);
+                return Ok(Json(message).into_response());
             }
             chat.insert("stream".into(), json!(true));
             chat.insert("stream_options".into(), json!({"include_usage": true}));
@@ -136,6 +145,7 @@ async fn recipe(
     name: &str,
     model: &str,
     request: request::Translated,
+    stops: &[Value],
 ) -> Result<Response, ApiError> {
     if request.client_tools {
         return Err(RequestError::ClientToolsWithRecipe(name.to_string()).into());
@@ -161,7 +171,8 @@ async fn recipe(
     if !request.stream {
         while let Some(event) = run.next().await {
             if let Event::Final(completion) = event? {
-                return Ok(Json(response::from_completion(&completion, model)).into_response());
+                let message = response::from_completion(&completion, model, stops);
+                return Ok(Json(message).into_response());
             }
         }
         return Err(orchestrate::Error::NoAnswer(name.to_string()).into());

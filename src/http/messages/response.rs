@@ -44,7 +44,10 @@ fn input_of(arguments: &Value) -> Value {
 }
 
 /// A whole `chat.completion` as a `message`, under the model as requested.
-pub fn from_completion(completion: &Value, model: &str) -> Value {
+/// When the backend says which stop string ended the answer (vLLM's
+/// `stop_reason` on the choice) and it is one of the request's
+/// `stop_sequences`, the stop reason is `stop_sequence` and names it.
+pub fn from_completion(completion: &Value, model: &str, stops: &[Value]) -> Value {
     let message = completion.pointer("/choices/0/message");
     let mut content = Vec::new();
     if let Some(text) = message
@@ -72,14 +75,22 @@ pub fn from_completion(completion: &Value, model: &str) -> Value {
     let finish = completion
         .pointer("/choices/0/finish_reason")
         .and_then(Value::as_str);
+    let matched = completion
+        .pointer("/choices/0/stop_reason")
+        .filter(|s| s.is_string() && stops.contains(s))
+        .filter(|_| finish == Some("stop") && calls.is_empty());
+    let (reason, sequence) = match matched {
+        Some(s) => ("stop_sequence", s.clone()),
+        None => (stop_reason(finish, !calls.is_empty()), Value::Null),
+    };
     json!({
         "id": message_id(),
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(finish, !calls.is_empty()),
-        "stop_sequence": null,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
         "usage": usage(completion.get("usage")),
     })
 }
@@ -251,7 +262,7 @@ mod tests {
             "tool_calls": [{"id": "call_1", "type": "function",
                             "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}],
             "usage": {"prompt_tokens": 12, "completion_tokens": 5}});
-        let mut m = from_completion(&completion, "ollama/qwen3");
+        let mut m = from_completion(&completion, "ollama/qwen3", &[]);
         assert!(m["id"].as_str().is_some_and(|i| i.starts_with("msg_")));
         m["id"] = json!("msg_x");
         assert_eq!(
@@ -263,7 +274,17 @@ mod tests {
                 "usage": {"input_tokens": 12, "output_tokens": 5}})
         );
         let cut = json!({"choices": [{"finish_reason": "length", "message": {"content": "abc"}}]});
-        assert_eq!(from_completion(&cut, "m")["stop_reason"], "max_tokens");
+        assert_eq!(from_completion(&cut, "m", &[])["stop_reason"], "max_tokens");
+        let stopped = json!({"choices": [{"finish_reason": "stop", "stop_reason": "END", "message": {"content": "abc"}}]});
+        let m = from_completion(&stopped, "m", &[json!("END")]);
+        assert_eq!(
+            (&m["stop_reason"], &m["stop_sequence"]),
+            (&json!("stop_sequence"), &json!("END"))
+        );
+        assert_eq!(
+            from_completion(&stopped, "m", &[])["stop_reason"],
+            "end_turn"
+        );
     }
 
     #[test]
