@@ -83,6 +83,8 @@ pub struct AppState {
     pub conversations: Table,
     /// Where store-backed conversations keep their messages.
     pub conversation_store: Option<Store>,
+    /// The Prometheus metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// Process start, seconds since the epoch (the `created` of listed models).
     pub started: u64,
     /// Cancelled when woollama shuts down: long-lived streams (MCP SSE) end
@@ -95,8 +97,10 @@ impl AppState {
     /// background at once (call this only once the listeners are bound).
     pub fn build(config: Arc<Config>, env: &Env, options: Options) -> Result<Self, Error> {
         let client = inference::build_client().map_err(|e| Error::Client(e.to_string()))?;
+        let metrics = crate::metrics::Metrics::new();
         let mut mcp = McpSettings::from(&config.settings);
         mcp.guard.clone_from(&options.guard);
+        mcp.metrics = metrics.clone();
         if !options.reconnect {
             mcp.retry_max = Duration::ZERO;
         }
@@ -112,7 +116,7 @@ impl AppState {
             &config.settings.state_dir,
             options.guard.clone(),
         );
-        let inference = Registry::new(&config.inferencers, env, client.clone())
+        let inference = Registry::new(&config.inferencers, env, client.clone(), &metrics)
             .with_timeouts(options.timeouts)
             .with_claude(claude)
             .with_agents(inference::agents::Agents::new(
@@ -136,6 +140,7 @@ impl AppState {
             tools,
             conversations,
             conversation_store,
+            metrics,
             started: crate::wire::now(),
             shutdown: CancellationToken::new(),
         })

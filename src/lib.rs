@@ -33,6 +33,7 @@
 //! 6. [`config`]: the three config files, `${VAR}` expansion, validation.
 //!    [`guard`]: the child guard every child process (stdio MCP servers,
 //!    `claude`) is started through, so none outlives woollama.
+//!    [`metrics`]: the Prometheus metrics every layer records into.
 //! 7. [`routing`]: a `model` string → a route, the only reader of one.
 //!    [`wire`]: the OpenAI shapes woollama composes, and SSE framing. Pure.
 //!
@@ -47,6 +48,7 @@ pub mod guard;
 pub mod http;
 pub mod inference;
 pub mod mcp_surface;
+pub mod metrics;
 pub mod orchestrate;
 pub mod routing;
 pub mod serve;

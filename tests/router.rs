@@ -25,12 +25,7 @@ async fn app(mock: &Mock, token: Option<&str>) -> Router {
     let state = setup.state();
     let router = woollama::http::router(state.clone(), Router::new());
     match token {
-        Some(_) => woollama::http::with_surface_auth(
-            router,
-            state.config.settings.token.clone(),
-            &state.config.settings,
-            state.tools.grants().clone(),
-        ),
+        Some(_) => woollama::http::with_surface_auth(router, &state),
         None => router,
     }
 }

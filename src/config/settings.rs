@@ -138,6 +138,9 @@ pub struct Settings {
     pub mcp_retry_max: Duration,
     /// Federation nesting cap; zero disables it.
     pub mcp_max_nesting: u32,
+    /// `WOOLLAMA_ACCESS_LOG`: one line per request on stderr (on unless
+    /// `0`, `false`, `off` or `no`).
+    pub access_log: bool,
 }
 
 impl Settings {
@@ -177,6 +180,23 @@ impl Settings {
                 2
             }),
         };
+        let access_log = match env.non_empty("WOOLLAMA_ACCESS_LOG").map(str::trim) {
+            None => true,
+            Some(v) if ["0", "false", "off", "no"].contains(&v.to_ascii_lowercase().as_str()) => {
+                false
+            }
+            Some(v) if ["1", "true", "on", "yes"].contains(&v.to_ascii_lowercase().as_str()) => {
+                true
+            }
+            Some(v) => {
+                diags.fatal(
+                    FILE,
+                    &KeyPath::root().key("WOOLLAMA_ACCESS_LOG"),
+                    format!("{v:?} is not on or off (write 1 or 0)"),
+                );
+                true
+            }
+        };
         let (address, address_explicit) = match env.get("WOOLLAMA_ADDRESS") {
             Some(raw) if !raw.trim().is_empty() => match parse_address(raw) {
                 Ok(t) => (t, true),
@@ -206,6 +226,7 @@ impl Settings {
             mcp_call_timeout,
             mcp_retry_max,
             mcp_max_nesting,
+            access_log,
         }
     }
 

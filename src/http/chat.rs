@@ -6,9 +6,10 @@
 //! - anything else: 400 naming the known namespaces.
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::access::Served;
 use super::error::ApiError;
 use super::json::{JsonObject, model_of};
 use super::passthrough::{forward, resolve};
@@ -21,8 +22,14 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let model = model_of(&body)?.to_string();
     if let Route::Recipe(name) = route(&model, |p| state.inference.contains(p)) {
-        return super::recipe::chat(&state, name, &model, &body).await;
+        let served = Served::new(&state, &model, "recipe");
+        let result = super::recipe::chat(&state, name, &model, &body).await;
+        return Ok(served.answer(result, IntoResponse::into_response));
     }
-    let target = resolve(&state, &model, Endpoint::Chat)?;
-    forward(&state, &target, Endpoint::Chat, body).await
+    let served = Served::new(&state, &model, "relayed");
+    let result = match resolve(&state, &model, Endpoint::Chat) {
+        Ok(target) => forward(&state, &target, Endpoint::Chat, body).await,
+        Err(e) => Err(e),
+    };
+    Ok(served.answer(result, IntoResponse::into_response))
 }

@@ -88,7 +88,7 @@ pub enum RequestError {
     )]
     ClientToolsWithRecipe(String),
     #[error(
-        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/responses, /v1/conversations, /v1/messages, /v1/embeddings, /v1/images/generations, /mcp)"
+        "no route for {method} {path} (woollama serves /v1/models, /v1/tools, /v1/chat/completions, /v1/responses, /v1/conversations, /v1/messages, /v1/embeddings, /v1/images/generations, /mcp, /metrics, /status)"
     )]
     NoRoute { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
@@ -216,6 +216,11 @@ impl ApiError {
             ApiError::Recipe(e) => recipe(e),
             ApiError::Conversation(e) => conversation(e),
         }
+    }
+
+    /// Whether this relays an upstream's own error answer.
+    pub fn relayed(&self) -> bool {
+        matches!(self.answer(), Answer::Relayed { .. })
     }
 
     /// The error's `type` (`code` in a Responses `error` event).

@@ -8,6 +8,7 @@
 //! (`keepalive`), so a keep-alive client never sends its next request on a
 //! connection the server is about to drop.
 
+pub mod access;
 pub mod auth;
 mod chat;
 mod conversations;
@@ -16,6 +17,7 @@ pub mod json;
 mod keepalive;
 mod messages;
 mod models;
+mod ops;
 mod passthrough;
 mod recipe;
 mod responses;
@@ -26,7 +28,6 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::routing::{get, post};
 
 pub use crate::app::AppState;
-use crate::config::Secret;
 use error::{ApiError, RequestError};
 
 /// The routes, without surface auth: the Unix socket serves them as they
@@ -40,6 +41,8 @@ pub fn router(state: AppState, mcp: Router) -> Router {
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/v1/models", get(models::list))
+        .route("/metrics", get(ops::metrics))
+        .route("/status", get(ops::status))
         .route("/v1/tools", get(tools::list))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/responses", post(responses::create))
@@ -67,22 +70,40 @@ pub fn router(state: AppState, mcp: Router) -> Router {
 /// The routes behind surface auth, for the TCP listener: the token rule, and
 /// requests from web pages (an `Origin` that is not local, or a `Host` that
 /// is not this machine: DNS rebinding) refused — on every route.
-pub fn with_surface_auth(
-    router: Router,
-    token: Option<Secret>,
-    settings: &crate::config::Settings,
-    grants: crate::tools::Grants,
-) -> Router {
-    with_keepalive(router.layer(axum::middleware::from_fn_with_state(
-        auth::SurfaceAuth::new(token, settings, grants),
-        auth::require,
-    )))
+pub fn with_surface_auth(router: Router, state: &AppState) -> Router {
+    let settings = &state.config.settings;
+    let auth = auth::SurfaceAuth::new(
+        settings.token.clone(),
+        settings,
+        state.tools.grants().clone(),
+    );
+    guarded(router, state, auth)
+}
+
+/// The routes behind `auth`, observed (access log and metrics, refusals
+/// included) and with the keep-alive rule outermost.
+pub fn guarded(router: Router, state: &AppState, auth: auth::SurfaceAuth) -> Router {
+    let router = router.layer(axum::middleware::from_fn_with_state(auth, auth::require));
+    with_keepalive(observed(router, state))
+}
+
+/// The Unix socket's app: observed, no auth (its 0600 mode is the boundary).
+pub fn unguarded(router: Router, state: &AppState) -> Router {
+    with_keepalive(observed(router, state))
+}
+
+/// Every answer logged and counted when it ends (`access`).
+fn observed(router: Router, state: &AppState) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        access::observe,
+    ))
 }
 
 /// The outermost layer of a listener's app: an answer given before the
 /// request body was read says `Connection: close` (`keepalive`). Outermost,
 /// so a refusal by surface auth is covered too.
-pub fn with_keepalive(router: Router) -> Router {
+fn with_keepalive(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(keepalive::close_if_unread))
 }
 

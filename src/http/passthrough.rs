@@ -157,8 +157,12 @@ async fn simple(
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
     let model = model_of(&body)?.to_string();
-    let target = resolve(&state, &model, endpoint)?;
-    forward(&state, &target, endpoint, body).await
+    let served = super::access::Served::new(&state, &model, "relayed");
+    let result = match resolve(&state, &model, endpoint) {
+        Ok(target) => forward(&state, &target, endpoint, body).await,
+        Err(e) => Err(e),
+    };
+    Ok(served.answer(result, IntoResponse::into_response))
 }
 
 /// `POST /v1/embeddings`.

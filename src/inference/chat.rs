@@ -333,6 +333,7 @@ impl Registry {
         }
         let (resp, timeout) = self.turn(inf, body, true).await?;
         let name = inf.name().to_string();
+        let metrics = inf.metrics.clone();
         let bytes = Box::pin(openai::relay(inf, resp, timeout));
         Ok(futures_util::stream::unfold(
             Some((
@@ -342,6 +343,7 @@ impl Registry {
             )),
             move |state| {
                 let name = name.clone();
+                let metrics = metrics.clone();
                 async move {
                     let (mut bytes, mut lines, mut ready) = state?;
                     loop {
@@ -367,6 +369,7 @@ impl Registry {
                                 continue;
                             };
                             if v.get("error").is_some_and(|e| !e.is_null()) {
+                                metrics.upstream_error(&name);
                                 ready.push_back(Err(Error::StreamFailed {
                                     inferencer: name.clone(),
                                     body: Bytes::from(data.to_string()),
@@ -414,7 +417,11 @@ impl Registry {
     async fn claude_complete(&self, body: &Value) -> Result<Value, Error> {
         let call = Self::claude_call(body)?;
         let model = call.model.clone();
-        let answer = self.claude().run(call).await.map_err(claude_code)?;
+        let metrics = &self.claude_code().metrics;
+        let answer = self.claude().run(call).await.map_err(|e| {
+            metrics.upstream_error(super::CLAUDE_CODE);
+            claude_code(e)
+        })?;
         Ok(claude_completion(&model, &answer))
     }
 

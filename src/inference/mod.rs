@@ -147,10 +147,12 @@ pub struct Inferencer {
     ollama: bool,
     /// `claude-code`: the `claude` CLI, not an HTTP upstream.
     claude: bool,
+    /// Where this inferencer's calls are timed and its failures counted.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl Inferencer {
-    pub fn new(spec: InferencerSpec, env: &Env) -> Self {
+    pub fn new(spec: InferencerSpec, env: &Env, metrics: crate::metrics::Metrics) -> Self {
         let key = spec
             .api_key_env
             .as_deref()
@@ -162,11 +164,12 @@ impl Inferencer {
             key,
             ollama,
             claude: false,
+            metrics,
         }
     }
 
     /// The `claude-code` inferencer (the `claude` CLI).
-    fn claude_code() -> Self {
+    fn claude_code(metrics: crate::metrics::Metrics) -> Self {
         Self {
             spec: InferencerSpec {
                 name: CLAUDE_CODE.to_string(),
@@ -182,6 +185,7 @@ impl Inferencer {
             key: None,
             ollama: false,
             claude: true,
+            metrics,
         }
     }
 
@@ -238,16 +242,20 @@ impl Registry {
         specs: &BTreeMap<String, InferencerSpec>,
         env: &Env,
         client: reqwest::Client,
+        metrics: &crate::metrics::Metrics,
     ) -> Self {
         let inferencers = specs
             .iter()
-            .map(|(name, spec)| (name.clone(), Arc::new(Inferencer::new(spec.clone(), env))))
+            .map(|(name, spec)| {
+                let inf = Inferencer::new(spec.clone(), env, metrics.clone());
+                (name.clone(), Arc::new(inf))
+            })
             .collect();
         Self {
             inferencers: Arc::new(inferencers),
             client: client.clone(),
             timeouts: Timeouts::default(),
-            claude_code: Arc::new(Inferencer::claude_code()),
+            claude_code: Arc::new(Inferencer::claude_code(metrics.clone())),
             claude: Arc::new(claude::ClaudeCli::new(
                 env,
                 std::path::Path::new("/nonexistent"),

@@ -79,7 +79,11 @@ pub async fn send(
     url: String,
     timeout: Duration,
 ) -> Result<reqwest::Response, Error> {
-    let resp = match tokio::time::timeout(timeout, req.send()).await {
+    let started = std::time::Instant::now();
+    let sent = tokio::time::timeout(timeout, req.send()).await;
+    let ok = matches!(&sent, Ok(Ok(r)) if r.status().is_success());
+    inf.metrics.upstream(inf.name(), started.elapsed(), ok);
+    let resp = match sent {
         Err(_) => {
             return Err(Error::Timeout {
                 inferencer: inf.name().to_string(),
@@ -179,13 +183,19 @@ pub fn relay(
 ) -> impl Stream<Item = Result<Bytes, Error>> + Send + 'static {
     let name = inf.name().to_string();
     let url = resp.url().to_string();
+    let metrics = inf.metrics.clone();
     let body = resp.bytes_stream();
     futures_util::stream::unfold(Some(Box::pin(body)), move |state| {
         let name = name.clone();
         let url = url.clone();
+        let metrics = metrics.clone();
         async move {
             let mut body = state?;
-            match tokio::time::timeout(idle, body.next()).await {
+            let next = tokio::time::timeout(idle, body.next()).await;
+            if !matches!(next, Ok(None | Some(Ok(_)))) {
+                metrics.upstream_error(&name);
+            }
+            match next {
                 Err(_) => Some((
                     Err(Error::Timeout {
                         inferencer: name,

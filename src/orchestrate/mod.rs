@@ -95,6 +95,8 @@ pub fn recipe<'a>(config: &'a crate::config::Config, name: &str) -> Result<&'a R
 /// A recipe ready to run: everything resolved before any I/O.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The recipe's name (its turns are counted under it).
+    recipe: String,
     inf: Arc<Inferencer>,
     model: String,
     tools: Vec<Value>,
@@ -185,6 +187,7 @@ pub async fn prepare(
         params.insert(k.clone(), v.clone());
     }
     Ok(Prepared {
+        recipe: recipe.name.clone(),
         inf: Arc::clone(inf),
         model: model.to_string(),
         tools: offered,
@@ -244,6 +247,7 @@ async fn drive(
     }
     let allowed: HashSet<String> = p.allowed.iter().cloned().collect();
     for turn in 1..=p.max_turns {
+        p.inf.metrics.recipe_turn(&p.recipe);
         let response = if p.stream {
             streamed_turn(&p, inference, tx).await?
         } else {
@@ -378,6 +382,7 @@ async fn delegate(
     tx: &Tx,
 ) -> Result<(), Error> {
     use inference::claude;
+    p.inf.metrics.recipe_turn(&p.recipe);
     let grant = tools.grants().grant(p.allowed.iter().cloned());
     let (system, prompt) = claude::flatten(&p.messages);
     let call = claude::Call {

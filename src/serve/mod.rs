@@ -109,14 +109,8 @@ fn write_addr_file(path: &Path, addr: SocketAddr) -> bool {
 pub fn routers(state: &AppState) -> (axum::Router, axum::Router) {
     let mcp = McpSurface::start(state.clone());
     let mcp = || axum::Router::new().fallback_service(mcp.http_service());
-    let settings = &state.config.settings;
-    let tcp = http::with_surface_auth(
-        http::router(state.clone(), mcp()),
-        settings.token.clone(),
-        settings,
-        state.tools.grants().clone(),
-    );
-    let unix = http::with_keepalive(http::router(state.clone(), mcp()));
+    let tcp = http::with_surface_auth(http::router(state.clone(), mcp()), state);
+    let unix = http::unguarded(http::router(state.clone(), mcp()), state);
     (tcp, unix)
 }
 
@@ -155,12 +149,12 @@ pub async fn delegates_only(state: &AppState) -> Result<(), Error> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     ));
-    let app = http::with_surface_auth(
-        only_mcp,
+    let auth = http::auth::SurfaceAuth::new(
         Some(nobody),
         &state.config.settings,
         state.tools.grants().clone(),
     );
+    let app = http::guarded(only_mcp, state, auth);
     state.listening_on(bound);
     tracing::debug!(%bound, "serving /mcp to delegates");
     let shutdown = state.shutdown.clone();

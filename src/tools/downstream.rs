@@ -270,6 +270,7 @@ pub(super) async fn supervise(
             break;
         }
         tracing::warn!(server = %name, attempts = failures, retry_in_secs = delay.as_secs_f64(), "downstream unavailable: {last_error}");
+        reg.settings.metrics.reconnect(&name);
         ds.set(
             Health::Retrying {
                 attempts: failures,

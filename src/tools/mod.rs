@@ -87,6 +87,8 @@ pub struct McpSettings {
     /// when it is killed; `None` starts them directly. Set by the app
     /// assembly (`app::Options`).
     pub guard: Option<std::path::PathBuf>,
+    /// Where tool calls and reconnects are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl From<&Settings> for McpSettings {
@@ -97,6 +99,7 @@ impl From<&Settings> for McpSettings {
             retry_max: s.mcp_retry_max,
             max_nesting: s.mcp_max_nesting,
             guard: None,
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 }
@@ -258,6 +261,7 @@ impl ToolRegistry {
                 retry_max: Duration::from_secs(60),
                 max_nesting: 2,
                 guard: None,
+                metrics: crate::metrics::Metrics::default(),
             },
             Reserved::default(),
             &Env::default(),
@@ -373,8 +377,20 @@ impl ToolRegistry {
             .map_err(|_| Error::UnknownTool(wire.to_string()))?;
         let mut params = CallToolRequestParams::new(entry.tool.name.clone());
         params.arguments = arguments;
-        ds.call(params, self.inner.settings.call_timeout, caller)
-            .await
+        let started = std::time::Instant::now();
+        let result = ds
+            .call(params, self.inner.settings.call_timeout, caller)
+            .await;
+        let outcome = match &result {
+            Ok(r) if r.is_error == Some(true) => "error",
+            Ok(_) => "ok",
+            Err(_) => "failed",
+        };
+        self.inner
+            .settings
+            .metrics
+            .tool_call(&entry.server, outcome, started.elapsed());
+        result
     }
 
     /// Sends a request to `server`, bounded by the call timeout.

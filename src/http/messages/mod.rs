@@ -30,6 +30,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
+use super::access::Served;
 use super::error::{ApiError, RequestError};
 use super::json::{JsonObject, model_of};
 use super::passthrough::{resolve, sse_response};
@@ -87,11 +88,20 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<JsonObject, ApiError>,
 ) -> Response {
-    let result = match body {
-        Ok(JsonObject(body)) => messages(&state, &headers, body).await,
-        Err(e) => Err(e),
+    let (served, result) = match body {
+        Ok(JsonObject(body)) => {
+            let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+            let origin = if native(&state, model).is_some() {
+                "relayed"
+            } else {
+                "composed"
+            };
+            let served = Served::new(&state, model, origin);
+            (served, messages(&state, &headers, body).await)
+        }
+        Err(e) => (Served::new(&state, "", "composed"), Err(e)),
     };
-    result.unwrap_or_else(ApiError::anthropic_response)
+    served.answer(result, ApiError::anthropic_response)
 }
 
 async fn messages(
@@ -248,11 +258,15 @@ pub async fn count_tokens(
     headers: HeaderMap,
     body: Result<JsonObject, ApiError>,
 ) -> Response {
-    let result = match body {
-        Ok(JsonObject(body)) => count(&state, &headers, body).await,
-        Err(e) => Err(e),
+    let (served, result) = match body {
+        Ok(JsonObject(body)) => {
+            let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+            let served = Served::new(&state, model, "composed");
+            (served, count(&state, &headers, body).await)
+        }
+        Err(e) => (Served::new(&state, "", "composed"), Err(e)),
     };
-    result.unwrap_or_else(ApiError::anthropic_response)
+    served.answer(result, ApiError::anthropic_response)
 }
 
 async fn count(

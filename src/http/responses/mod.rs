@@ -48,16 +48,26 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let model = model_of(&body)?.to_string();
-    let request = input::translate(&body)?;
-    let head = Head::new(&model, request.echo.clone(), request.names.clone());
-    if input::is_stateful(&body) {
-        return stateful::turn(&state, &body, &model, request, head).await;
+    let served = super::access::Served::new(&state, &model, "composed");
+    let result = respond(&state, &body, &model).await;
+    Ok(served.answer(result, IntoResponse::into_response))
+}
+
+async fn respond(
+    state: &AppState,
+    body: &serde_json::Map<String, Value>,
+    model: &str,
+) -> Result<Response, ApiError> {
+    let request = input::translate(body)?;
+    let head = Head::new(model, request.echo.clone(), request.names.clone());
+    if input::is_stateful(body) {
+        return stateful::turn(state, body, model, request, head).await;
     }
     if !request.stream {
-        let completion = whole(&state, &model, &request).await?;
+        let completion = whole(state, model, &request).await?;
         return Ok(Json(head.completed(&completion)).into_response());
     }
-    streamed(&state, &model, request, head, None).await
+    streamed(state, model, request, head, None).await
 }
 
 /// What a stateful turn does with the answer before the stream says

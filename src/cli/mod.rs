@@ -4,6 +4,8 @@
 //! `--help` and `--version` are answered by clap before anything else runs:
 //! no config is read and no runtime directory is touched.
 
+mod status;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +54,13 @@ pub enum Command {
     },
     /// Serve MCP over stdio: the recipes as prompts, `chat`, and every downstream's tools.
     Mcp,
+    /// Ask the running daemon (over its Unix socket) what it serves and how
+    /// its downstreams are.
+    Status {
+        /// Print the daemon's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a bundled example MCP server over stdio (hello, textops).
     ExampleServer {
         /// `hello`, `textops` or `convstore`.
@@ -86,10 +95,16 @@ pub fn main() -> ExitCode {
         _ => DEFAULT_LOG,
     };
     init_logging(cli.log_format, &env, default_filter);
+    crate::http::access::json_logs(cli.log_format == LogFormat::Json);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve_command(&env, cli.log_format == LogFormat::Json),
         Command::CheckConfig { connect } => check_config(&env, connect),
         Command::Mcp => mcp_command(&env),
+        Command::Status { json } => {
+            let mut diags = crate::config::Diagnostics::default();
+            let settings = crate::config::Settings::from_env(&env, &mut diags);
+            status::run(&settings.socket_path(), json)
+        }
         Command::ExampleServer { name, arg } => example_server(&name, arg.as_deref()),
         Command::ChildGuard { .. } => ExitCode::from(2), // answered above
     }
