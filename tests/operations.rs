@@ -85,6 +85,9 @@ async fn metrics_count_exactly_the_requests_made() {
     assert_eq!(r.status(), StatusCode::OK);
     let _ = r.bytes().await;
 
+    let r = app.post("/v1/conversations", json!({})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
     let after = scrape().await;
     let moved = |series: &str| sample(&after, series) - sample(&before, series);
     assert_eq!(moved(chat), 3.0, "{after}");
@@ -92,6 +95,11 @@ async fn metrics_count_exactly_the_requests_made() {
     assert_eq!(moved(recipe), 1.0, "{after}");
     assert_eq!(moved(tool_ok), 1.0, "{after}");
     assert_eq!(moved(turns), 2.0, "{after}");
+    assert_eq!(
+        moved(r#"woollama_conversations_created_total{backend="none"}"#),
+        1.0,
+        "{after}"
+    );
     assert!(
         sample(
             &after,

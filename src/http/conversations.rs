@@ -101,6 +101,11 @@ pub async fn create(
     handle.title = string(&body, "title")?;
     handle.metadata = metadata(&body)?.unwrap_or_default();
     let (handle, created) = table(&state, move |t| t.create(handle)).await?;
+    if created {
+        state
+            .metrics
+            .conversation(handle.backend.as_deref().unwrap_or("none"));
+    }
     let status = if created {
         StatusCode::CREATED
     } else {

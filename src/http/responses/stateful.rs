@@ -85,7 +85,11 @@ async fn resolve(
                 h.native_id = Some(store.create().await?);
             }
             h.key = key;
-            Ok(table(state, move |t| t.create(h)).await?.0)
+            let (h, created) = table(state, move |t| t.create(h)).await?;
+            if created {
+                state.metrics.conversation(backend);
+            }
+            Ok(h)
         }
     }
 }
