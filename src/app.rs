@@ -65,6 +65,153 @@ impl Options {
     }
 }
 
+/// The live assembly: the current [`AppState`], which a config reload
+/// replaces whole (`Live::reload`). Every request takes the snapshot that is
+/// current when it starts (axum's `State<AppState>` extracts it through
+/// [`FromRef`](axum::extract::FromRef)) and finishes on it; the shared
+/// handles inside (tool registry, conversation table, metrics, shutdown)
+/// are the same across reloads.
+#[derive(Clone)]
+pub struct Live {
+    current: Arc<std::sync::RwLock<AppState>>,
+    /// The environment captured at start, which reloads expand `${VAR}`
+    /// against (a running process's environment does not change).
+    env: Env,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live")
+    }
+}
+
+impl axum::extract::FromRef<Live> for AppState {
+    fn from_ref(live: &Live) -> AppState {
+        live.load()
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default)]
+pub struct Reloaded {
+    pub recipes_added: Vec<String>,
+    pub recipes_removed: Vec<String>,
+    pub recipes_changed: Vec<String>,
+    pub servers: crate::tools::Reconfigured,
+    pub inferencers_changed: bool,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        for (what, names) in [
+            ("recipes added", &self.recipes_added),
+            ("recipes removed", &self.recipes_removed),
+            ("recipes changed", &self.recipes_changed),
+            ("servers added", &self.servers.added),
+            ("servers restarted", &self.servers.restarted),
+            ("servers removed", &self.servers.removed),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("{what}: {}", names.join(", ")));
+            }
+        }
+        if self.inferencers_changed {
+            parts.push("inferencers changed".into());
+        }
+        if parts.is_empty() {
+            f.write_str("nothing changed")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+impl Live {
+    pub fn new(state: AppState, env: Env) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new(state)),
+            env,
+        }
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> AppState {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the three config files again. If they are not valid, nothing
+    /// changes and the error is what `check-config` would say; if they
+    /// are, the new config is swapped in at once (requests in flight finish
+    /// on the one they started with), inferencers are rebuilt, and only the
+    /// MCP servers whose entries changed are restarted.
+    pub fn reload(&self) -> Result<Reloaded, Vec<String>> {
+        let loaded = crate::config::load(&self.env);
+        if loaded.diagnostics.has_fatal() {
+            return Err(loaded
+                .diagnostics
+                .of(crate::config::Severity::Fatal)
+                .map(ToString::to_string)
+                .collect());
+        }
+        for d in loaded.diagnostics.iter() {
+            match d.severity {
+                crate::config::Severity::Error => tracing::warn!("{d}"),
+                _ => tracing::info!("{d}"),
+            }
+        }
+        let mut guard = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = guard.clone();
+        let config = Arc::new(loaded.config);
+        let old = &current.config.recipes;
+        let new = &config.recipes;
+        let mut reloaded = Reloaded {
+            recipes_added: new
+                .keys()
+                .filter(|k| !old.contains_key(*k))
+                .cloned()
+                .collect(),
+            recipes_removed: old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect(),
+            recipes_changed: new
+                .iter()
+                .filter(|(k, r)| old.get(*k).is_some_and(|o| o != *r))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            inferencers_changed: format!("{:?}", current.config.inferencers)
+                != format!("{:?}", config.inferencers),
+            ..Reloaded::default()
+        };
+        let inference = current
+            .inference
+            .reconfigured(&config.inferencers, &self.env);
+        let conversation_store = Store::from_config(
+            config.conversation_store.as_ref(),
+            &current.tools,
+            inference.http(),
+        );
+        reloaded.servers = current
+            .tools
+            .reconfigure(&config.servers, Reserved::of(&config));
+        *guard = AppState {
+            config,
+            inference,
+            conversation_store,
+            ..current
+        };
+        Ok(reloaded)
+    }
+}
+
 /// Why the app could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -23,9 +23,10 @@ async fn app(mock: &Mock, token: Option<&str>) -> Router {
         setup = setup.env("WOOLLAMA_TOKEN", t);
     }
     let state = setup.state();
-    let router = woollama::http::router(state.clone(), Router::new());
+    let live = woollama::app::Live::new(state.clone(), woollama::config::Env::default());
+    let router = woollama::http::router(live.clone(), Router::new());
     match token {
-        Some(_) => woollama::http::with_surface_auth(router, &state),
+        Some(_) => woollama::http::with_surface_auth(router, &live),
         None => router,
     }
 }

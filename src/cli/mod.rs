@@ -317,11 +317,13 @@ fn mcp_command(env: &Env) -> ExitCode {
             crate::app::Options::for_this_binary(),
         )
         .map_err(|e| e.to_string())?;
-        if let Err(e) = serve::delegates_only(&state).await {
+        let live = crate::app::Live::new(state.clone(), env.clone());
+        if let Err(e) = serve::delegates_only(&live).await {
             tracing::warn!("recipes that delegate their tools to Claude cannot run: {e}");
         }
+        serve::reload::follow(&live, false);
         let served = tokio::select! {
-            r = McpSurface::start(state.clone()).serve_stdio() => r,
+            r = McpSurface::start(live.clone()).serve_stdio() => r,
             s = signals.recv() => {
                 tracing::info!(signal = s, "stopping: MCP downstreams are shut down first");
                 Ok(())

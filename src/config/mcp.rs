@@ -29,7 +29,7 @@ mod entry;
 mod streamable_http;
 
 /// One downstream MCP server, validated.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct ServerSpec {
     pub name: String,
     pub transport: Transport,
@@ -39,7 +39,7 @@ pub struct ServerSpec {
     pub prefix: bool,
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub enum Transport {
     /// A child process speaking MCP over stdin/stdout.
     Stdio {

@@ -21,7 +21,7 @@ use super::node::{Node, parse_toml, toml_to_json};
 pub const DEFAULT_MAX_TURNS: u32 = 8;
 
 /// One recipe, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recipe {
     pub name: String,
     /// `<provider>/<model>` or `claude-code/<model>`.
@@ -101,7 +101,7 @@ impl fmt::Display for ToolRef {
 }
 
 /// `[recipes.<name>.variables.<var>]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Variable {
     pub default: Option<Value>,
     /// Advisory; not enforced.

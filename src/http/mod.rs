@@ -27,7 +27,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::routing::{get, post};
 
-pub use crate::app::AppState;
+pub use crate::app::{AppState, Live};
 use error::{ApiError, RequestError};
 
 /// The routes, without surface auth: the Unix socket serves them as they
@@ -37,7 +37,7 @@ use error::{ApiError, RequestError};
 /// `mcp` serves `/mcp`: the MCP surface's Streamable HTTP service, handed
 /// in by whoever assembles the listeners (the two surfaces never import
 /// each other).
-pub fn router(state: AppState, mcp: Router) -> Router {
+pub fn router(live: Live, mcp: Router) -> Router {
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/v1/models", get(models::list))
@@ -64,38 +64,39 @@ pub fn router(state: AppState, mcp: Router) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
-        .with_state(state)
+        .with_state(live)
 }
 
 /// The routes behind surface auth, for the TCP listener: the token rule, and
 /// requests from web pages (an `Origin` that is not local, or a `Host` that
 /// is not this machine: DNS rebinding) refused — on every route.
-pub fn with_surface_auth(router: Router, state: &AppState) -> Router {
+pub fn with_surface_auth(router: Router, live: &Live) -> Router {
+    let state = live.load();
     let settings = &state.config.settings;
     let auth = auth::SurfaceAuth::new(
         settings.token.clone(),
         settings,
         state.tools.grants().clone(),
     );
-    guarded(router, state, auth)
+    guarded(router, live, auth)
 }
 
 /// The routes behind `auth`, observed (access log and metrics, refusals
 /// included) and with the keep-alive rule outermost.
-pub fn guarded(router: Router, state: &AppState, auth: auth::SurfaceAuth) -> Router {
+pub fn guarded(router: Router, live: &Live, auth: auth::SurfaceAuth) -> Router {
     let router = router.layer(axum::middleware::from_fn_with_state(auth, auth::require));
-    with_keepalive(observed(router, state))
+    with_keepalive(observed(router, live))
 }
 
 /// The Unix socket's app: observed, no auth (its 0600 mode is the boundary).
-pub fn unguarded(router: Router, state: &AppState) -> Router {
-    with_keepalive(observed(router, state))
+pub fn unguarded(router: Router, live: &Live) -> Router {
+    with_keepalive(observed(router, live))
 }
 
 /// Every answer logged and counted when it ends (`access`).
-fn observed(router: Router, state: &AppState) -> Router {
+fn observed(router: Router, live: &Live) -> Router {
     router.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
+        live.clone(),
         access::observe,
     ))
 }

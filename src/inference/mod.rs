@@ -269,6 +269,30 @@ impl Registry {
         }
     }
 
+    /// The registry for a reloaded `inferencers.toml`: the new inferencers,
+    /// and the same HTTP client, timeouts, `claude` runner, managed-agents
+    /// client and metrics.
+    #[must_use]
+    pub fn reconfigured(&self, specs: &BTreeMap<String, InferencerSpec>, env: &Env) -> Self {
+        let metrics = &self.claude_code.metrics;
+        let inferencers = specs
+            .iter()
+            .map(|(name, spec)| {
+                let inf = Inferencer::new(spec.clone(), env, metrics.clone());
+                (name.clone(), Arc::new(inf))
+            })
+            .collect();
+        Self {
+            inferencers: Arc::new(inferencers),
+            ..self.clone()
+        }
+    }
+
+    /// The one HTTP client every outbound call goes through.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The same registry with other timeouts.
     #[must_use]
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {

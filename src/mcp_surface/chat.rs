@@ -121,7 +121,7 @@ pub async fn run(
             );
         }
     };
-    let state = &surface.state;
+    let state = &surface.state();
     let recipe = match orchestrate::recipe(&state.config, &recipe_name) {
         Ok(r) => r,
         Err(e) => return errors::recipe(&e),

@@ -173,7 +173,12 @@ impl Lists {
     fn of(s: &tools::Snapshot) -> Self {
         Self {
             tools: s.listed().map(|t| t.wire.clone()).collect(),
-            prompts: s.prompts.iter().map(|p| p.wire.clone()).collect(),
+            prompts: s
+                .own_prompts
+                .iter()
+                .cloned()
+                .chain(s.prompts.iter().map(|p| p.wire.clone()))
+                .collect(),
             resources: s
                 .resources
                 .iter()

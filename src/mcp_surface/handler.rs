@@ -26,13 +26,13 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use super::clients::{Channel, Clients, lock};
 use super::errors;
 use super::{chat, prompts};
-use crate::app::AppState;
+use crate::app::{AppState, Live};
 use crate::tools::{self, Caller};
 
 /// One MCP session's handler: cheap handles onto the shared state.
 #[derive(Clone)]
 pub struct Surface {
-    pub(super) state: AppState,
+    live: Live,
     clients: Clients,
     /// Which session this is.
     id: u64,
@@ -43,13 +43,18 @@ pub struct Surface {
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Surface {
-    pub(super) fn new(state: AppState, clients: Clients) -> Self {
+    pub(super) fn new(live: Live, clients: Clients) -> Self {
         Self {
-            state,
+            live,
             clients,
             id: SESSIONS.fetch_add(1, Ordering::Relaxed),
             level: Arc::new(Mutex::new(LoggingLevel::Info)),
         }
+    }
+
+    /// The current snapshot of the app (a reload swaps it).
+    pub(super) fn state(&self) -> AppState {
+        self.live.load()
     }
 
     /// The least severe log level this request's client wants: the
@@ -83,18 +88,18 @@ impl Surface {
     /// (bounded; see `ToolRegistry::settled`).
     async fn snapshot(&self) -> Arc<tools::Snapshot> {
         let limit = self
-            .state
+            .state()
             .tools
             .settings()
             .connect_timeout
             .min(std::time::Duration::from_secs(10));
-        self.state.tools.settled(limit).await
+        self.state().tools.settled(limit).await
     }
 
     /// Whether any downstream is configured (resources and completions are
     /// advertised then).
     fn aggregates(&self) -> bool {
-        !self.state.config.servers.is_empty()
+        !self.state().config.servers.is_empty()
     }
 }
 
@@ -192,7 +197,7 @@ impl ServerHandler for Surface {
             .into_iter()
             .collect();
         for uri in &uris {
-            if let Err(e) = self.state.tools.subscribe(uri, true).await {
+            if let Err(e) = self.state().tools.subscribe(uri, true).await {
                 tracing::warn!(uri, error = %e, "a listen subscription could not be passed on");
             }
         }
@@ -203,7 +208,7 @@ impl ServerHandler for Surface {
         self.clients.remove(id);
         for uri in &uris {
             if !self.clients.subscribe(id, uri, false) {
-                let _ = self.state.tools.subscribe(uri, false).await;
+                let _ = self.state().tools.subscribe(uri, false).await;
             }
         }
         Ok(())
@@ -248,7 +253,7 @@ impl ServerHandler for Surface {
         if name == chat::NAME {
             return Some(chat::tool());
         }
-        self.state.tools.snapshot().tool(name).map(reexport)
+        self.state().tools.snapshot().tool(name).map(reexport)
     }
 
     async fn call_tool(
@@ -265,14 +270,14 @@ impl ServerHandler for Surface {
                 chat::run(self, request.arguments, ctx).await,
             ));
         }
-        if self.state.tools.snapshot().tool(&request.name).is_none() {
+        if self.state().tools.snapshot().tool(&request.name).is_none() {
             // Right after start-up the tool's server may still be connecting.
             self.snapshot().await;
         }
-        let call =
-            self.state
-                .tools
-                .call_for(&request.name, request.arguments, Some(self.caller(&ctx)));
+        let state = self.state();
+        let call = state
+            .tools
+            .call_for(&request.name, request.arguments, Some(self.caller(&ctx)));
         let result = cancellable(&ctx, async { Ok(call.await) }).await?;
         match result {
             Ok(mut r) => {
@@ -292,7 +297,7 @@ impl ServerHandler for Surface {
         if scope(&ctx).is_some() {
             return Ok(ListPromptsResult::with_all_items(Vec::new()));
         }
-        let mut list = prompts::list(&self.state.config.recipes);
+        let mut list = prompts::list(&self.state().config.recipes);
         let snap = self.snapshot().await;
         list.extend(snap.prompts.iter().map(|p| {
             let mut prompt = p.prompt.clone();
@@ -310,14 +315,15 @@ impl ServerHandler for Surface {
         if scope(&ctx).is_some() {
             return Err(outside_grant("a prompt"));
         }
-        if self.state.config.recipes.contains_key(&request.name)
+        if self.state().config.recipes.contains_key(&request.name)
             || self.snapshot().await.prompt(&request.name).is_none()
         {
-            return prompts::get(&self.state.config.recipes, &request)
+            return prompts::get(&self.state().config.recipes, &request)
                 .map(GetPromptResponse::Complete);
         }
         let caller = self.caller(&ctx);
-        let get = self.state.tools.get_prompt(request, Some(caller));
+        let state = self.state();
+        let get = state.tools.get_prompt(request, Some(caller));
         let mut r = cancellable(&ctx, async { get.await.map_err(errors::protocol) }).await?;
         r.result_type.get_or_insert(ResultType::COMPLETE);
         Ok(GetPromptResponse::Complete(r))
@@ -366,8 +372,8 @@ impl ServerHandler for Surface {
             return Err(outside_grant("a resource"));
         }
         self.snapshot().await;
-        let read = self
-            .state
+        let state = self.state();
+        let read = state
             .tools
             .read_resource(&request.uri, Some(self.caller(&ctx)));
         let mut r = cancellable(&ctx, async { read.await.map_err(errors::protocol) }).await?;
@@ -383,7 +389,7 @@ impl ServerHandler for Surface {
         if scope(&ctx).is_some() {
             return Err(outside_grant("a resource"));
         }
-        self.state
+        self.state()
             .tools
             .subscribe(&request.uri, true)
             .await
@@ -398,7 +404,7 @@ impl ServerHandler for Surface {
         _: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         if !self.clients.subscribe(self.id, &request.uri, false) {
-            self.state
+            self.state()
                 .tools
                 .subscribe(&request.uri, false)
                 .await
@@ -417,7 +423,7 @@ impl ServerHandler for Surface {
         }
         if let Reference::Prompt(p) = &request.r#ref
             && let Some(values) = prompts::complete(
-                &self.state.config.recipes,
+                &self.state().config.recipes,
                 &p.name,
                 &request.argument.name,
                 &request.argument.value,
@@ -428,7 +434,7 @@ impl ServerHandler for Surface {
             return Ok(CompleteResult::new(info));
         }
         let mut r = self
-            .state
+            .state()
             .tools
             .complete(request)
             .await

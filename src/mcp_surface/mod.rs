@@ -39,7 +39,7 @@ use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
-use crate::app::AppState;
+use crate::app::Live;
 use clients::Clients;
 pub use handler::Surface;
 
@@ -48,21 +48,22 @@ pub use handler::Surface;
 /// changes.
 #[derive(Clone)]
 pub struct McpSurface {
-    state: AppState,
+    live: Live,
     clients: Clients,
 }
 
 impl McpSurface {
     /// The surface, following the downstream registry from now on (ends with
     /// the app's shutdown token).
-    pub fn start(state: AppState) -> Self {
+    pub fn start(live: Live) -> Self {
+        let state = live.load();
         let clients = Clients::default();
         clients::follow(state.tools.clone(), clients.clone(), state.shutdown.clone());
-        Self { state, clients }
+        Self { live, clients }
     }
 
     fn session(&self) -> Surface {
-        Surface::new(self.state.clone(), self.clients.clone())
+        Surface::new(self.live.clone(), self.clients.clone())
     }
 
     /// The Streamable HTTP service mounted at `/mcp`. Its `Host` check is
@@ -70,7 +71,7 @@ impl McpSurface {
     /// rmcp's own is off.
     pub fn http_service(&self) -> StreamableHttpService<Surface, LocalSessionManager> {
         let config = StreamableHttpServerConfig::default()
-            .with_cancellation_token(self.state.shutdown.child_token())
+            .with_cancellation_token(self.live.load().shutdown.child_token())
             .disable_allowed_hosts();
         let surface = self.clone();
         StreamableHttpService::new(

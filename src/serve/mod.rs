@@ -9,6 +9,7 @@
 //! signal cuts it short), stops every MCP downstream (children reaped), then
 //! removes the socket and address file if they are still ours.
 
+pub mod reload;
 pub mod socket;
 
 use axum::serve::ListenerExt as _;
@@ -21,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
-use crate::app::{AppState, Options};
+use crate::app::{AppState, Live, Options};
 use crate::config::settings::{BindHost, BindTarget};
 use crate::config::{Config, Env};
 use crate::http;
@@ -106,11 +107,11 @@ fn write_addr_file(path: &Path, addr: SocketAddr) -> bool {
 /// surface (one list of MCP clients) for both; the TCP one behind surface
 /// auth (token, `Origin`, `Host`), the Unix socket's bare (its 0600 mode is
 /// the boundary).
-pub fn routers(state: &AppState) -> (axum::Router, axum::Router) {
-    let mcp = McpSurface::start(state.clone());
+pub fn routers(live: &Live) -> (axum::Router, axum::Router) {
+    let mcp = McpSurface::start(live.clone());
     let mcp = || axum::Router::new().fallback_service(mcp.http_service());
-    let tcp = http::with_surface_auth(http::router(state.clone(), mcp()), state);
-    let unix = http::unguarded(http::router(state.clone(), mcp()), state);
+    let tcp = http::with_surface_auth(http::router(live.clone(), mcp()), live);
+    let unix = http::unguarded(http::router(live.clone(), mcp()), live);
     (tcp, unix)
 }
 
@@ -119,7 +120,8 @@ pub fn routers(state: &AppState) -> (axum::Router, axum::Router) {
 /// serves `/mcp` to **grants only** (`tools::grants`) — no other client, no
 /// other route — so Claude can reach the tools it was granted. Nothing is
 /// bound when no recipe delegates.
-pub async fn delegates_only(state: &AppState) -> Result<(), Error> {
+pub async fn delegates_only(live: &Live) -> Result<(), Error> {
+    let state = &live.load();
     let delegates = state.config.recipes.values().any(|r| {
         !r.tools.is_empty()
             && matches!(
@@ -141,7 +143,7 @@ pub async fn delegates_only(state: &AppState) -> Result<(), Error> {
         addr: addr.to_string(),
         source,
     })?;
-    let mcp = McpSurface::start(state.clone());
+    let mcp = McpSurface::start(live.clone());
     let only_mcp = axum::Router::new().route_service("/mcp", mcp.http_service());
     // A token nobody holds: only a grant's opens anything.
     let nobody = crate::config::Secret::new(format!(
@@ -154,7 +156,7 @@ pub async fn delegates_only(state: &AppState) -> Result<(), Error> {
         &state.config.settings,
         state.tools.grants().clone(),
     );
-    let app = http::guarded(only_mcp, state, auth);
+    let app = http::guarded(only_mcp, live, auth);
     state.listening_on(bound);
     tracing::debug!(%bound, "serving /mcp to delegates");
     let shutdown = state.shutdown.clone();
@@ -174,12 +176,12 @@ pub async fn delegates_only(state: &AppState) -> Result<(), Error> {
 /// Serves the two listeners until the app's shutdown token is cancelled;
 /// returns their tasks and the socket's guard.
 fn spawn_servers(
-    state: &AppState,
+    live: &Live,
     tcp: TcpListener,
     unix: Option<(tokio::net::UnixListener, socket::SocketGuard)>,
 ) -> (JoinSet<std::io::Result<()>>, Option<socket::SocketGuard>) {
-    let (tcp_app, unix_app) = routers(state);
-    let shutdown = &state.shutdown;
+    let (tcp_app, unix_app) = routers(live);
+    let shutdown = &live.load().shutdown;
     let mut servers = JoinSet::new();
     servers.spawn(
         axum::serve(
@@ -285,7 +287,9 @@ pub async fn run(
     let state = AppState::build(Arc::clone(&config), env, options).map_err(Error::App)?;
     state.listening_on(addr);
     let shutdown = state.shutdown.clone();
-    let (mut servers, guard) = spawn_servers(&state, tcp, unix);
+    let live = Live::new(state.clone(), env.clone());
+    let (mut servers, guard) = spawn_servers(&live, tcp, unix);
+    reload::follow(&live, true);
     print_banner(
         addr,
         guard.as_ref().map(socket::SocketGuard::path),

@@ -135,6 +135,10 @@ pub struct TemplateEntry {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub version: u64,
+    /// woollama's own prompts (the recipes), which the MCP surface lists
+    /// before the downstreams': kept here so that a change to them is a
+    /// change of the lists clients are told of.
+    pub own_prompts: Vec<String>,
     /// Every configured server, sorted by name — down ones included.
     pub servers: Vec<ServerStatus>,
     /// Every tool, sorted by (server, tool).
@@ -359,6 +363,7 @@ impl Snapshot {
         let by_prompt = index(&prompts, |p| p.wire.clone());
         let by_uri = index(&resources, |r| r.uri.clone());
         Snapshot {
+            own_prompts: Vec::new(),
             version,
             servers,
             tools,

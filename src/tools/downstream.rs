@@ -29,6 +29,9 @@ pub(super) struct Downstream {
     pub refresh: Arc<Notify>,
     /// Calls in flight, for forwarding what the server sends back.
     pub inflight: Arc<InFlight>,
+    /// Cancelled when this server is taken out (a reload removed or changed
+    /// it) or woollama shuts down: its supervisor stops it and ends.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 struct State {
@@ -60,8 +63,9 @@ impl Drop for CancelOnDrop {
 }
 
 impl Downstream {
-    pub fn new(spec: ServerSpec) -> Self {
+    pub fn new(spec: ServerSpec, stop: tokio_util::sync::CancellationToken) -> Self {
         Self {
+            stop,
             spec,
             state: Mutex::new(State {
                 health: Health::Connecting,
@@ -218,7 +222,7 @@ pub(super) async fn supervise(
     loop {
         let attempt = tokio::select! {
             r = tokio::time::timeout(settings.connect_timeout, connect(&ds, &env, &http, &reg.events, settings)) => r,
-            () = reg.shutdown.cancelled() => break,
+            () = ds.stop.cancelled() => break,
         };
         let last_error = match attempt {
             Ok(Ok(Connected {
@@ -282,7 +286,7 @@ pub(super) async fn supervise(
         reg.publish();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = reg.shutdown.cancelled() => break,
+            () = ds.stop.cancelled() => break,
         }
         delay = (delay * 2).min(settings.retry_max);
     }
@@ -307,7 +311,7 @@ async fn hold(reg: &Inner, ds: &Downstream, session: Session, peer: &Peer<RoleCl
                     Err(e) => format!("the session task failed: {e}"),
                 });
             }
-            () = reg.shutdown.cancelled() => {
+            () = ds.stop.cancelled() => {
                 stop.cancel();
                 let _ = tokio::time::timeout(graceful, &mut waiting).await;
                 return Held::Shutdown;

@@ -159,28 +159,54 @@ pub enum Error {
 }
 
 struct Inner {
-    downstreams: Vec<Arc<Downstream>>,
+    /// The configured servers; a reload replaces the ones whose entries
+    /// changed (`ToolRegistry::reconfigure`).
+    downstreams: std::sync::RwLock<Vec<Arc<Downstream>>>,
     snapshot: watch::Sender<Arc<Snapshot>>,
     events: broadcast::Sender<Event>,
     settings: McpSettings,
-    reserved: Reserved,
+    reserved: std::sync::RwLock<Reserved>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     grants: Grants,
+    /// What a stdio child inherits, and the HTTP client of `url` servers.
+    child_env: Arc<std::collections::BTreeMap<String, String>>,
+    http: reqwest::Client,
+}
+
+fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Inner {
+    /// Starts supervising `ds` (connect, reconnect, stop when told).
+    fn spawn(self: &Arc<Self>, ds: Arc<Downstream>) {
+        let task = downstream::supervise(
+            Arc::clone(self),
+            ds,
+            Arc::clone(&self.child_env),
+            self.http.clone(),
+        );
+        self.tasks.spawn(task);
+    }
+
     /// Rebuilds and swaps the snapshot from every downstream's state.
     fn publish(&self) {
-        let parts = self.downstreams.iter().map(|d| d.status()).collect();
+        let parts = read(&self.downstreams).iter().map(|d| d.status()).collect();
+        let reserved = read(&self.reserved).clone();
         let mut fresh = Vec::new();
         self.snapshot.send_modify(|current| {
-            let next = Snapshot::build(
+            let mut next = Snapshot::build(
                 current.version + 1,
                 parts,
                 self.settings.max_nesting,
-                &self.reserved,
+                &reserved,
             );
+            next.own_prompts.clone_from(&reserved.prompts);
             fresh = next
                 .collisions
                 .iter()
@@ -193,6 +219,14 @@ impl Inner {
             tracing::warn!("name collision: {c}");
         }
     }
+}
+
+/// What a reload did to the downstreams, by server name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    pub added: Vec<String>,
+    pub restarted: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 /// The downstream registry: cheap to clone, one per process.
@@ -220,35 +254,78 @@ impl ToolRegistry {
         env: &Env,
         http: reqwest::Client,
     ) -> Self {
+        let shutdown = CancellationToken::new();
         let downstreams: Vec<Arc<Downstream>> = servers
             .iter()
-            .map(|s| Arc::new(Downstream::new(s.clone())))
+            .map(|s| Arc::new(Downstream::new(s.clone(), shutdown.child_token())))
             .collect();
         let (snapshot, _) = watch::channel(Arc::new(Snapshot::default()));
         let (events, _) = broadcast::channel(256);
         let inner = Arc::new(Inner {
-            downstreams,
+            downstreams: std::sync::RwLock::new(downstreams.clone()),
             snapshot,
             events,
             settings,
-            reserved,
-            shutdown: CancellationToken::new(),
+            reserved: std::sync::RwLock::new(reserved),
+            shutdown,
             tasks: TaskTracker::new(),
             grants: Grants::default(),
+            child_env: connect::base_env(env),
+            http,
         });
         inner.publish();
-        let child_env = connect::base_env(env);
-        for ds in &inner.downstreams {
-            let task = downstream::supervise(
-                Arc::clone(&inner),
-                Arc::clone(ds),
-                child_env.clone(),
-                http.clone(),
-            );
-            inner.tasks.spawn(task);
+        for ds in downstreams {
+            inner.spawn(ds);
         }
         inner.tasks.close();
         Self { inner }
+    }
+
+    /// Applies a reloaded `mcp.json` (and the recipes' names, which the MCP
+    /// surface reserves): a server whose entry is unchanged keeps its
+    /// connection and child; a changed one is stopped and started afresh;
+    /// a removed one is stopped; a new one is started. Clients see the new
+    /// lists (and get `list_changed`) as the servers come up.
+    pub fn reconfigure(&self, servers: &[ServerSpec], reserved: Reserved) -> Reconfigured {
+        let mut done = Reconfigured::default();
+        let mut fresh = Vec::new();
+        {
+            let mut list = write(&self.inner.downstreams);
+            let mut next = Vec::with_capacity(servers.len());
+            for spec in servers {
+                match list.iter().find(|d| d.spec.name == spec.name) {
+                    Some(d) if d.spec == *spec => next.push(Arc::clone(d)),
+                    found => {
+                        if found.is_some() {
+                            done.restarted.push(spec.name.clone());
+                        } else {
+                            done.added.push(spec.name.clone());
+                        }
+                        let ds = Arc::new(Downstream::new(
+                            spec.clone(),
+                            self.inner.shutdown.child_token(),
+                        ));
+                        next.push(Arc::clone(&ds));
+                        fresh.push(ds);
+                    }
+                }
+            }
+            for old in list.iter() {
+                if !next.iter().any(|d| Arc::ptr_eq(d, old)) {
+                    old.stop.cancel();
+                    if !servers.iter().any(|s| s.name == old.spec.name) {
+                        done.removed.push(old.spec.name.clone());
+                    }
+                }
+            }
+            *list = next;
+            *write(&self.inner.reserved) = reserved;
+        }
+        for ds in fresh {
+            self.inner.spawn(ds);
+        }
+        self.inner.publish();
+        done
     }
 
     /// An empty registry (no servers).
@@ -342,11 +419,11 @@ impl ToolRegistry {
         self.inner.events.subscribe()
     }
 
-    fn downstream(&self, server: &str) -> Result<&Arc<Downstream>, Error> {
-        self.inner
-            .downstreams
+    fn downstream(&self, server: &str) -> Result<Arc<Downstream>, Error> {
+        read(&self.inner.downstreams)
             .iter()
             .find(|d| d.spec.name == server)
+            .cloned()
             .ok_or_else(|| Error::UnknownServer(server.to_string()))
     }
 

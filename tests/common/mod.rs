@@ -120,7 +120,8 @@ impl Setup {
         let state = self.state();
         let config = Arc::clone(&state.config);
         let tools = state.tools.clone();
-        let (app, _) = woollama::serve::routers(&state);
+        let live = woollama::app::Live::new(state.clone(), self.env.clone());
+        let (app, _) = woollama::serve::routers(&live);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
