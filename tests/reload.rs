@@ -48,7 +48,7 @@ fn servers(pid: u32) -> Vec<(String, u32)> {
             let name = cmd
                 .split('\0')
                 .filter(|a| !a.is_empty())
-                .last()?
+                .next_back()?
                 .to_string();
             Some((name, c))
         })
