@@ -45,11 +45,7 @@ fn servers(pid: u32) -> Vec<(String, u32)> {
         .into_iter()
         .filter_map(|c| {
             let cmd = std::fs::read_to_string(format!("/proc/{c}/cmdline")).ok()?;
-            let name = cmd
-                .split('\0')
-                .filter(|a| !a.is_empty())
-                .next_back()?
-                .to_string();
+            let name = cmd.split('\0').rfind(|a| !a.is_empty())?.to_string();
             Some((name, c))
         })
         .filter(|(n, _)| n == "hello" || n == "textops")
