@@ -149,7 +149,10 @@ impl Live {
     /// on the one they started with), inferencers are rebuilt, and only the
     /// MCP servers whose entries changed are restarted.
     pub fn reload(&self) -> Result<Reloaded, Vec<String>> {
-        let loaded = crate::config::load(&self.env);
+        // The directory this config came from (the daemon's is the one the
+        // environment names; an embedder's, the one it gave).
+        let dir = self.load().config.dir.clone();
+        let loaded = crate::config::load_from(dir.as_deref(), &self.env);
         if loaded.diagnostics.has_fatal() {
             return Err(loaded
                 .diagnostics

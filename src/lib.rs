@@ -6,13 +6,22 @@
 //! `woollama/<recipe>` runs a recipe (a system prompt, a model and a tool
 //! allow-list) with the tool loop out of sight.
 //!
+//! # Embedding
+//!
+//! A Rust program embeds woollama through [`embed`]: build from a config
+//! directory or an in-memory config, serve on a listener it bound, run a
+//! recipe as a stream of events, shut down. That module is the supported
+//! API; the others are public for woollama's own binary and tests and may
+//! change without notice.
+//!
 //! # Layout
 //!
 //! A module imports only from the layers below its own (the map, the flow
 //! and where a new route, backend or surface goes: `docs/architecture.md`):
 //!
 //! 1. [`cli`]: argument parsing and the commands (`serve`, `mcp`,
-//!    `check-config`, `example-server`, the hidden `child-guard`).
+//!    `status`, `check-config`, `example-server`, the hidden
+//!    `child-guard`). [`embed`]: the same assembly as a library.
 //! 2. [`serve`]: TCP and Unix-socket listeners, the banner, signals and
 //!    shutdown; puts the two surfaces on the listeners.
 //! 3. [`http`]: the OpenAI HTTP surface, one file per route family, surface
@@ -43,6 +52,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod conversations;
+pub mod embed;
 pub mod examples;
 pub mod guard;
 pub mod http;
