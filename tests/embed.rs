@@ -8,7 +8,6 @@ mod common;
 use common::Setup;
 use common::mock::{Mock, sse, sse_tool_calls};
 use futures_util::StreamExt;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use woollama::embed::{Event, Woollama};
 
