@@ -71,9 +71,14 @@ impl Options {
 /// [`FromRef`](axum::extract::FromRef)) and finishes on it; the shared
 /// handles inside (tool registry, conversation table, metrics, shutdown)
 /// are the same across reloads.
+///
+/// Cheap to clone (one `Arc`): axum clones its router's state for every
+/// request.
 #[derive(Clone)]
-pub struct Live {
-    current: Arc<std::sync::RwLock<AppState>>,
+pub struct Live(Arc<LiveInner>);
+
+struct LiveInner {
+    current: std::sync::RwLock<AppState>,
     /// The environment captured at start, which reloads expand `${VAR}`
     /// against (a running process's environment does not change).
     env: Env,
@@ -129,15 +134,16 @@ impl std::fmt::Display for Reloaded {
 
 impl Live {
     pub fn new(state: AppState, env: Env) -> Self {
-        Self {
-            current: Arc::new(std::sync::RwLock::new(state)),
+        Self(Arc::new(LiveInner {
+            current: std::sync::RwLock::new(state),
             env,
-        }
+        }))
     }
 
     /// The current snapshot.
     pub fn load(&self) -> AppState {
-        self.current
+        self.0
+            .current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -152,7 +158,7 @@ impl Live {
         // The directory this config came from (the daemon's is the one the
         // environment names; an embedder's, the one it gave).
         let dir = self.load().config.dir.clone();
-        let loaded = crate::config::load_from(dir.as_deref(), &self.env);
+        let loaded = crate::config::load_from(dir.as_deref(), &self.0.env);
         if loaded.diagnostics.has_fatal() {
             return Err(loaded
                 .diagnostics
@@ -167,6 +173,7 @@ impl Live {
             }
         }
         let mut guard = self
+            .0
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -196,7 +203,7 @@ impl Live {
         };
         let inference = current
             .inference
-            .reconfigured(&config.inferencers, &self.env);
+            .reconfigured(&config.inferencers, &self.0.env);
         let conversation_store = Store::from_config(
             config.conversation_store.as_ref(),
             &current.tools,
