@@ -117,6 +117,11 @@ fn stat_of(pid: i32) -> Option<(i32, u64)> {
     Some((ppid, ticks.max(0) as u64))
 }
 
+/// CPU ticks of `pid` and every live process under it.
+pub fn ticks(pid: i32) -> u64 {
+    tree_ticks(pid)
+}
+
 /// CPU ticks of `root` and every live process under it.
 fn tree_ticks(root: i32) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {

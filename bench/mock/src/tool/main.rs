@@ -57,6 +57,12 @@ enum Command {
         #[arg(long, default_value_t = 60.0)]
         cap: f64,
     },
+    /// Print the CPU ticks (`USER_HZ`) of a process and every process under
+    /// it: a router's own CPU (nginx's master and worker together).
+    Ticks {
+        #[arg(long)]
+        pid: i32,
+    },
     /// Print `{"rss_kib", "hwm_kib", "threads"}` of a process.
     Proc {
         #[arg(long)]
@@ -106,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             cap,
         } => println!("{}", cpu::wait_quiet(root, threshold, need, cap)?),
         Command::Proc { pid } => println!("{}", cpu::proc_status(pid)?),
+        Command::Ticks { pid } => println!("{}", cpu::ticks(pid)),
         Command::First200(args) => println!("{}", start::run(&args)?),
         Command::Stream(args) => println!("{}", stream::run(&args)?),
         Command::Mcp(args) => println!("{}", mcp::run(&args)?),

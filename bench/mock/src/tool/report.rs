@@ -135,6 +135,10 @@ enum Record {
         #[serde(flatten)]
         noise: Noise,
         r: Wrk,
+        /// The router's own CPU over the step (its process tree), in
+        /// `USER_HZ` ticks (10 ms); absent for `direct`.
+        #[serde(default)]
+        cpu_ticks: Option<u64>,
     },
     Stream {
         target: String,
@@ -212,7 +216,24 @@ impl Results {
                 c: rc,
                 noise,
                 r,
+                ..
             } if t == target && *rc == c => Some((r, *noise)),
+            _ => None,
+        })
+    }
+
+    /// A router's CPU per request in a non-streaming step, in µs.
+    fn cpu_per_request(&self, target: &str, c: u32) -> Option<f64> {
+        self.records.iter().find_map(|r| match r {
+            Record::Nonstream {
+                target: t,
+                c: rc,
+                r,
+                cpu_ticks: Some(ticks),
+                ..
+            } if t == target && *rc == c && r.requests > 0 => {
+                Some(*ticks as f64 * 10_000.0 / r.requests as f64)
+            }
             _ => None,
         })
     }
@@ -429,6 +450,42 @@ fn checks(r: &Results) -> Vec<Check> {
     push(
         "p99 ≤ 5 ms at c=64",
         c64.map(|(w, n)| (format!("{} ms", ms(w.ms().p99)), w.ms().p99 <= 5.0, n.noisy)),
+    );
+    // Beside nginx, when the run had it (issue: a router at a plain proxy's cost).
+    let n64 = r.nonstream("nginx", 64);
+    push(
+        "req/s at c=64 ≥ nginx's",
+        c64.zip(n64).map(|((w, n), (x, xn))| {
+            let ratio = w.rps() / x.rps().max(1e-9);
+            (
+                format!("{} vs {} ({ratio:.2}×)", count(w.rps()), count(x.rps())),
+                ratio >= 1.0,
+                n.noisy || xn.noisy,
+            )
+        }),
+    );
+    push(
+        "router CPU per request ≤ 1.2× nginx's (c=64)",
+        r.cpu_per_request("woollama", 64)
+            .zip(r.cpu_per_request("nginx", 64))
+            .map(|(w, x)| {
+                let ratio = w / x.max(1e-9);
+                (
+                    format!("{w:.1} vs {x:.1} µs ({ratio:.2}×)"),
+                    ratio <= 1.2,
+                    false,
+                )
+            }),
+    );
+    push(
+        "p50 at c=1 ≤ nginx's",
+        c1.zip(r.nonstream("nginx", 1)).map(|((w, n), (x, xn))| {
+            (
+                format!("{} vs {} ms", ms(w.ms().p50), ms(x.ms().p50)),
+                w.ms().p50 <= x.ms().p50,
+                n.noisy || xn.noisy,
+            )
+        }),
     );
     push(
         "stream TTFB p50 ≤ 0.45 ms (sequential)",
@@ -679,8 +736,8 @@ fn render(r: &Results, machine: &str) -> String {
     );
     let _ = writeln!(
         md,
-        "| c | target | req/s | × direct | p50 ms | p90 ms | p99 ms | added p50 ms | errors | foreign CPU |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| c | target | req/s | × direct | p50 ms | p90 ms | p99 ms | added p50 ms | router CPU µs/req | errors | foreign CPU |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for c in r.nonstream_cs() {
         let direct = r.nonstream("direct", c).map(|(d, _)| *d);
@@ -691,9 +748,12 @@ fn render(r: &Results, machine: &str) -> String {
                     ("direct", _) | (_, None) => ("—".to_string(), "—".to_string()),
                     (_, Some(d)) => (ratio(w.rps(), d.rps()), signed_ms(s.p50 - d.ms().p50)),
                 };
+                let cpu = r
+                    .cpu_per_request(t, c)
+                    .map_or_else(|| "—".to_string(), |us| format!("{us:.1}"));
                 let _ = writeln!(
                     md,
-                    "| {c} | {t} | {} | {x} | {} | {} | {} | {added} | {} | {} |",
+                    "| {c} | {t} | {} | {x} | {} | {} | {} | {added} | {cpu} | {} | {} |",
                     count(w.rps()),
                     ms(s.p50),
                     ms(s.p90),
