@@ -22,19 +22,21 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Static strings where the values are known in advance: a request's labels
+/// cost no allocation but its namespace's.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub route: String,
-    pub method: String,
+    pub route: &'static str,
+    pub method: &'static str,
     /// `2xx`, `4xx`, `5xx`.
-    pub status: String,
+    pub status: &'static str,
     /// A model's namespace (never the raw model): see the module doc.
-    pub namespace: String,
+    pub namespace: std::borrow::Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub route: String,
+    pub route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -224,7 +226,7 @@ impl Metrics {
     /// A request ended.
     pub fn request(&self, labels: RequestLabels, took: Duration) {
         let route = RouteLabels {
-            route: labels.route.clone(),
+            route: labels.route,
         };
         self.0.requests.get_or_create(&labels).inc();
         self.0
@@ -234,12 +236,10 @@ impl Metrics {
     }
 
     /// The first byte of a route's answer body went out.
-    pub fn first_byte(&self, route: &str, took: Duration) {
+    pub fn first_byte(&self, route: &'static str, took: Duration) {
         self.0
             .first_byte
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
-            })
+            .get_or_create(&RouteLabels { route })
             .observe(took.as_secs_f64());
     }
 
@@ -365,9 +365,9 @@ mod tests {
         let m = Metrics::new();
         m.request(
             RequestLabels {
-                route: "/v1/chat/completions".into(),
-                method: "POST".into(),
-                status: "2xx".into(),
+                route: "/v1/chat/completions",
+                method: "POST",
+                status: "2xx",
                 namespace: "ollama".into(),
             },
             Duration::from_millis(3),

@@ -47,7 +47,7 @@ pub struct Served {
     /// The model as the client named it (the access log only).
     pub model: String,
     /// Its namespace (the metrics' bounded label).
-    pub namespace: String,
+    pub namespace: std::borrow::Cow<'static, str>,
     /// `relayed` (an upstream's answer passed on), `recipe`, `composed`
     /// (woollama translated or built it).
     pub origin: &'static str,
@@ -59,7 +59,7 @@ impl Served {
     pub fn new(state: &AppState, model: &str, origin: &'static str) -> Self {
         let namespace = match route(model, |p| state.inference.contains(p)) {
             Route::Provider { provider, .. } if state.inference.contains(provider) => {
-                provider.to_string()
+                provider.to_string().into()
             }
             Route::Recipe(_) => "woollama".into(),
             Route::ClaudeCode(_) => "claude-code".into(),
@@ -113,6 +113,21 @@ impl Served {
     }
 }
 
+/// A method as a bounded label.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// A request path as a bounded route label: the router's own pattern.
 fn route_label(path: &str) -> &'static str {
     const EXACT: &[&str] = &[
@@ -158,7 +173,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let record = Record {
         metrics: state.metrics.clone(),
         log: state.config.settings.access_log,
-        method: method.to_string(),
+        method: method_label(&method),
         route: route_label(&path),
         path,
         status: response.status().as_u16(),
@@ -183,7 +198,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 struct Record {
     metrics: Metrics,
     log: bool,
-    method: String,
+    method: &'static str,
     route: &'static str,
     path: String,
     status: u16,
@@ -200,15 +215,21 @@ impl Record {
     /// The answer ended (`complete`), or was dropped before its end.
     fn done(self, complete: bool) {
         let took = self.started.elapsed();
-        let class = format!("{}xx", self.status / 100);
+        let class = match self.status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
         let namespace = self
             .served
             .as_ref()
-            .map_or_else(|| "none".to_string(), |s| s.namespace.clone());
+            .map_or(std::borrow::Cow::Borrowed("none"), |s| s.namespace.clone());
         self.metrics.request(
             RequestLabels {
-                route: self.route.to_string(),
-                method: self.method.clone(),
+                route: self.route,
+                method: self.method,
                 status: class,
                 namespace,
             },

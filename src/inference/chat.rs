@@ -157,9 +157,10 @@ impl Registry {
         let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
         let url = inf.url(path);
         let timeout = self.timeouts().chat;
-        let mut req = self
-            .client()
-            .post(&url)
+        let mut req = match inf.parsed_url(path) {
+            Some(u) => self.client().post(u.clone()),
+            None => self.client().post(&url),
+        }
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("anthropic-version", version.unwrap_or("2023-06-01"))
             .body(bytes_of(&Value::Object(body)));
