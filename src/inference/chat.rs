@@ -161,9 +161,9 @@ impl Registry {
             Some(u) => self.client().post(u.clone()),
             None => self.client().post(&url),
         }
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("anthropic-version", version.unwrap_or("2023-06-01"))
-            .body(bytes_of(&Value::Object(body)));
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("anthropic-version", version.unwrap_or("2023-06-01"))
+        .body(bytes_of(&Value::Object(body)));
         if let Some(b) = beta {
             req = req.header("anthropic-beta", b);
         }

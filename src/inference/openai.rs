@@ -55,14 +55,17 @@ pub async fn post(
     timeout: Duration,
     streaming: bool,
 ) -> Result<reqwest::Response, Error> {
-    let parsed = url_override.is_none().then(|| inf.parsed_url(path)).flatten();
+    let parsed = url_override
+        .is_none()
+        .then(|| inf.parsed_url(path))
+        .flatten();
     let url = url_override.unwrap_or_else(|| inf.url(path));
     let mut req = match parsed {
         Some(u) => client.post(u.clone()),
         None => client.post(&url),
     }
-        .header(CONTENT_TYPE, "application/json")
-        .body(body);
+    .header(CONTENT_TYPE, "application/json")
+    .body(body);
     if streaming {
         req = req.header(ACCEPT, "text/event-stream");
     } else {
