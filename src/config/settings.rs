@@ -141,6 +141,8 @@ pub struct Settings {
     /// `WOOLLAMA_ACCESS_LOG`: one line per request on stderr (on unless
     /// `0`, `false`, `off` or `no`).
     pub access_log: bool,
+    /// How long a declared request body may take to arrive; zero: no limit.
+    pub body_timeout: Duration,
 }
 
 impl Settings {
@@ -169,6 +171,7 @@ impl Settings {
         let mcp_connect_timeout = secs("WOOLLAMA_MCP_CONNECT_TIMEOUT_SECS", 30.0);
         let mcp_call_timeout = secs("WOOLLAMA_MCP_CALL_TIMEOUT_SECS", 120.0);
         let mcp_retry_max = secs("WOOLLAMA_MCP_RETRY_MAX_SECS", 60.0);
+        let body_timeout = secs("WOOLLAMA_BODY_TIMEOUT_SECS", 60.0);
         let mcp_max_nesting = match env.non_empty("WOOLLAMA_MCP_MAX_NESTING") {
             None => 2,
             Some(v) => v.trim().parse().unwrap_or_else(|_| {
@@ -227,6 +230,7 @@ impl Settings {
             mcp_retry_max,
             mcp_max_nesting,
             access_log,
+            body_timeout,
         }
     }
 

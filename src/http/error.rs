@@ -30,6 +30,15 @@ pub enum RequestError {
     BodyUnreadable(String),
     #[error("the request body is larger than the {} MiB limit", .limit / (1024 * 1024))]
     BodyTooLarge { limit: usize },
+    #[error(
+        "the request headers are {size} bytes, more than the {limit}-byte limit; send fewer or shorter headers"
+    )]
+    HeadersTooLarge { size: usize, limit: usize },
+    #[error(
+        "the request body did not arrive within {}s of its headers (WOOLLAMA_BODY_TIMEOUT_SECS)",
+        .after.as_secs_f64()
+    )]
+    BodyTimeout { after: std::time::Duration },
     #[error("the request body is empty; send a JSON object")]
     EmptyBody,
     #[error("the request body is not valid JSON: {0}")]
@@ -140,6 +149,10 @@ fn request(e: &RequestError) -> Answer {
         R::NoRoute { .. } => Answer::Own(StatusCode::NOT_FOUND, "not_found"),
         R::MethodNotAllowed { .. } => Answer::Own(StatusCode::METHOD_NOT_ALLOWED, INVALID),
         R::BodyTooLarge { .. } => Answer::Own(StatusCode::PAYLOAD_TOO_LARGE, INVALID),
+        R::HeadersTooLarge { .. } => {
+            Answer::Own(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, INVALID)
+        }
+        R::BodyTimeout { .. } => Answer::Own(StatusCode::REQUEST_TIMEOUT, INVALID),
         R::Unauthorized(_) => Answer::Own(StatusCode::UNAUTHORIZED, "authentication_error"),
         R::ForeignOrigin(_) | R::ForeignHost(_) => {
             Answer::Own(StatusCode::FORBIDDEN, "permission_error")

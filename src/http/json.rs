@@ -27,6 +27,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 RequestError::BodyTooLarge { limit: BODY_LIMIT }
+            } else if let Some(after) = super::limits::timed_out(&e) {
+                RequestError::BodyTimeout { after }
             } else {
                 RequestError::BodyUnreadable(e.body_text())
             }

@@ -15,6 +15,7 @@ mod conversations;
 pub mod error;
 pub mod json;
 mod keepalive;
+pub mod limits;
 mod messages;
 mod models;
 mod ops;
@@ -93,12 +94,19 @@ pub fn unguarded(router: Router, live: &Live) -> Router {
     with_keepalive(observed(router, live))
 }
 
-/// Every answer logged and counted when it ends (`access`).
+/// Every answer logged and counted when it ends (`access`), after the
+/// request limits (`limits`).
 fn observed(router: Router, live: &Live) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
-        live.clone(),
-        access::observe,
-    ))
+    let timeout = live.load().config.settings.body_timeout;
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            limits::enforce,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            live.clone(),
+            access::observe,
+        ))
 }
 
 /// The outermost layer of a listener's app: an answer given before the
