@@ -306,8 +306,21 @@ impl AppState {
     /// Records the TCP address this process serves `/mcp` on, so that a
     /// delegate (the `claude` CLI running a recipe with tools) can reach it:
     /// an unspecified bind (`0.0.0.0`, `::`) is reached on loopback.
+    ///
+    /// When `WOOLLAMA_ADDRESS` named the host, that name is used: the `Host`
+    /// rule admits it, and not the address it happened to resolve to.
     pub fn listening_on(&self, addr: std::net::SocketAddr) {
         use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let named = self
+            .config
+            .settings
+            .explicit_host()
+            .filter(|h| h.parse::<IpAddr>().is_err());
+        if let Some(name) = named {
+            let url = format!("http://{name}:{}/mcp", addr.port());
+            self.tools.grants().set_endpoint(url);
+            return;
+        }
         let ip = match addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),

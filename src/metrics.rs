@@ -301,8 +301,10 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Sets each downstream's health gauges (at scrape time).
+    /// Sets each downstream's health gauges (at scrape time); a server a
+    /// reload removed has none any more.
     pub fn health<'a>(&self, servers: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        self.0.health.clear();
         for (server, state) in servers {
             for s in HEALTH_STATES {
                 self.0

@@ -483,3 +483,41 @@ async fn a_grant_opens_only_its_tools_on_mcp() {
         .expect("mcp");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// A conversation made without a model (the SDK's bare `create()`) takes
+/// its first turn's backend for good: its items and DELETE go there.
+#[tokio::test]
+async fn a_bare_conversation_takes_its_first_turns_backend() {
+    let (mock, fake) = (Mock::start().await, fake());
+    let app = setup(&mock, &fake).start().await;
+    let (status, conv) = common::json(app.post("/v1/conversations", json!({})).await).await;
+    assert_eq!(status, 201, "{conv}");
+    assert_eq!(conv["backend"], Value::Null);
+    let id = conv["id"].as_str().expect("id").to_string();
+    let (status, r) = app
+        .respond(json!({"model": "claude-code/haiku", "input": "hi", "conversation": id}))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let (_, conv) = common::json(app.get(&format!("/v1/conversations/{id}")).await).await;
+    assert_eq!(conv["backend"], "claude-resume");
+    assert_eq!(conv["model"], "claude-code/haiku");
+    let dir = app
+        .config
+        .settings
+        .state_dir
+        .join("claude/conversations")
+        .join(&id);
+    assert!(dir.is_dir());
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/conversations/{id}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        !dir.exists(),
+        "the conversation's directory was left behind"
+    );
+    assert_eq!(fake.runs().len(), 1);
+}

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::Setup;
 use common::mock::Mock;
+use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 /// What the fake API has seen and holds.
@@ -30,6 +31,8 @@ struct Fake {
     /// Per session: the events of its history, and those the next stream sends.
     history: HashMap<String, Vec<Value>>,
     next: HashMap<String, Vec<Value>>,
+    /// Told when a session has events for its stream.
+    posted: Arc<tokio::sync::Notify>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -134,6 +137,7 @@ async fn start_fake() -> (String, Shared) {
                 history.push(event);
                 history.extend(reply.iter().filter(|e| e["type"] == "agent.message").cloned());
                 f.next.insert(id, reply);
+                f.posted.notify_waiters();
                 Json(json!({"data": []}))
             })
             .get(|State(f): State<Shared>, h: HeaderMap, Path(id): Path<String>| async move {
@@ -146,13 +150,34 @@ async fn start_fake() -> (String, Shared) {
             "/v1/sessions/{id}/events/stream",
             get(|State(f): State<Shared>, h: HeaderMap, Path(id): Path<String>| async move {
                 seen(&f, "GET", &format!("/v1/sessions/{id}/events/stream"), Value::Null, &h);
-                let events = f.lock().expect("lock").next.remove(&id).unwrap_or_default();
-                // A ping first, as a live stream has, then the turn's events.
-                let mut body = String::from(": ping\n\n");
-                for e in events {
-                    body.push_str(&format!("event: message\ndata: {e}\n\n"));
-                }
-                let mut r: Response = body.into_response();
+                // Like the real stream: open at once (a ping), then the
+                // events of the turn posted after it opened; nothing before.
+                let posted = {
+                    let mut fake = f.lock().expect("lock");
+                    // What was sent before the stream opened is not replayed.
+                    fake.next.remove(&id);
+                    Arc::clone(&fake.posted)
+                };
+                let later = async move {
+                    loop {
+                        let notified = posted.notified();
+                        tokio::pin!(notified);
+                        notified.as_mut().enable();
+                        if let Some(events) = f.lock().expect("lock").next.remove(&id) {
+                            let mut body = String::new();
+                            for e in events {
+                                body.push_str(&format!("event: message\ndata: {e}\n\n"));
+                            }
+                            return Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(body));
+                        }
+                        notified.await;
+                    }
+                };
+                let chunks = futures_util::stream::once(async {
+                    Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(": ping\n\n"))
+                })
+                .chain(futures_util::stream::once(later));
+                let mut r: Response = axum::body::Body::from_stream(chunks).into_response();
                 r.headers_mut().insert("content-type", "text/event-stream".parse().expect("ct"));
                 r
             }),

@@ -183,6 +183,10 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let metadata = metadata(&body)?;
     let title = string(&body, "title")?;
+    // Only a conversation that exists gets a writer lock (each id seen would
+    // otherwise keep one).
+    let known = id.clone();
+    table(&state, move |t| t.get(&known)).await?;
     // Not in the middle of a turn (which updates the handle too).
     let _one_at_a_time = state.conversations.lock(&id).await?;
     let h = table(&state, move |t| {

@@ -12,10 +12,11 @@
 //!   each verified with a `GET` on its first use in a process — one deleted
 //!   in the console is made again, not failed on.
 //! - A **session** per conversation, made on its first turn.
-//! - A **turn** posts the user's latest text (Anthropic holds the history)
-//!   — or, when the agent asked the user something, the answer as the
-//!   `user.custom_tool_result` of that `ask_user` call — then reads the
-//!   session's event stream until `session.status_idle`: the agent's text,
+//! - A **turn** opens the session's event stream (it does not replay what
+//!   came before it opened), posts the user's latest text (Anthropic holds
+//!   the history) — or, when the agent asked the user something, the
+//!   answer as the `user.custom_tool_result` of that `ask_user` call — and
+//!   reads the stream until `session.status_idle`: the agent's text,
 //!   and whether it stopped to ask (`requires_action`, naming the pending
 //!   custom tool use). `session.error` fails the turn.
 
@@ -328,14 +329,8 @@ impl Agents {
                 "content": [{"type": "text", "text": text}],
             }),
         };
-        let posted = format!("/v1/sessions/{session}/events?beta=true");
-        self.call(
-            reqwest::Method::POST,
-            &posted,
-            Some(json!({"events": [event]})),
-            false,
-        )
-        .await?;
+        // The stream first: it does not replay what was sent before it
+        // opened, so an agent quick to answer (or to go idle) would be missed.
         let path = format!("/v1/sessions/{session}/events/stream?beta=true");
         let name = format!("GET {path}");
         let resp = self
@@ -353,6 +348,14 @@ impl Agents {
                 body: body.chars().take(500).collect(),
             });
         }
+        let posted = format!("/v1/sessions/{session}/events?beta=true");
+        self.call(
+            reqwest::Method::POST,
+            &posted,
+            Some(json!({"events": [event]})),
+            false,
+        )
+        .await?;
         let mut bytes = resp.bytes_stream();
         let mut lines = DataLines::default();
         let mut reader = TurnReader::default();

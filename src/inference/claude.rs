@@ -167,6 +167,16 @@ pub struct ClaudeCli {
 impl ClaudeCli {
     pub fn new(env: &Env, state_dir: &Path, guard: Option<PathBuf>) -> Self {
         let mut vars = env.inherited();
+        // woollama's own /mcp (delegation) is on loopback: never through a
+        // proxy the user set for the outside world.
+        for k in ["NO_PROXY", "no_proxy"] {
+            let mut v = vars.get(k).cloned().unwrap_or_default();
+            if !v.is_empty() {
+                v.push(',');
+            }
+            v.push_str("127.0.0.1,localhost,::1");
+            vars.insert(k.into(), v);
+        }
         for (k, v) in [
             ("ENABLE_TOOL_SEARCH", "false"),
             ("CLAUDE_CODE_MAX_RETRIES", "0"),

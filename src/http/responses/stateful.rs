@@ -147,6 +147,18 @@ pub(super) async fn turn(
         ))
         .into());
     }
+    if handle.backend.is_none() {
+        // A conversation made without a model belongs to this turn's
+        // backend from now on (its items and its DELETE go there).
+        let (id, m) = (handle.id.clone(), model.to_string());
+        table(state, move |t| {
+            t.update(&id, |h| {
+                h.backend = Some(backend.to_string());
+                h.model.get_or_insert(m);
+            })
+        })
+        .await?;
+    }
     head.conversation = Some(handle.id.clone());
     head.previous_response_id = id_field(body, "previous_response_id")?;
     if backend == CLAUDE_RESUME {
