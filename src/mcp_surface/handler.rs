@@ -189,6 +189,12 @@ impl ServerHandler for Surface {
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        if scope(ctx.request_context()).is_some() {
+            // A delegate hears nothing outside its calls: no resource
+            // updates, no other server's logs or list changes.
+            ctx.cancelled().await;
+            return Ok(());
+        }
         let uris: HashSet<String> = ctx
             .accepted()
             .resource_subscriptions
