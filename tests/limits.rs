@@ -82,3 +82,42 @@ async fn a_body_that_never_comes_is_answered_408_and_the_connection_closed() {
     );
     assert!(mock.requests().is_empty());
 }
+
+/// `/mcp`'s own refusals are JSON a JSON-RPC client and an OpenAI-style one
+/// can both read, and a body that is not JSON is a 400 parse error.
+#[tokio::test]
+async fn mcp_refusals_are_json() {
+    let mock = Mock::start().await;
+    let app = Setup::new(&mock).start().await;
+    let post = |accept: &'static str, body: &'static str| {
+        app.client
+            .post(app.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .body(body)
+            .send()
+    };
+    let r = post("application/json, text/event-stream", "{bad")
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 400);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["jsonrpc"], "2.0");
+    assert_eq!(e["error"]["code"], -32700);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the request body is not a JSON-RPC message")),
+        "{e}"
+    );
+    let r = post("application/json", "{}").await.expect("send");
+    assert_eq!(r.status().as_u16(), 406);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("text/event-stream")),
+        "{e}"
+    );
+}

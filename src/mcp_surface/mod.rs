@@ -81,6 +81,14 @@ impl McpSurface {
         )
     }
 
+    /// The `/mcp` service as an axum router, its plain-text refusals made
+    /// JSON (`errors::json_refusals`).
+    pub fn http_router(&self) -> axum::Router {
+        axum::Router::new()
+            .fallback_service(self.http_service())
+            .layer(axum::middleware::from_fn(errors::json_refusals))
+    }
+
     /// Serves one session on stdin/stdout until the client closes it.
     pub async fn serve_stdio(self) -> Result<(), String> {
         let service = self

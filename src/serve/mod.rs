@@ -109,7 +109,7 @@ fn write_addr_file(path: &Path, addr: SocketAddr) -> bool {
 /// the boundary).
 pub fn routers(live: &Live) -> (axum::Router, axum::Router) {
     let mcp = McpSurface::start(live.clone());
-    let mcp = || axum::Router::new().fallback_service(mcp.http_service());
+    let mcp = || mcp.http_router();
     let tcp = http::with_surface_auth(http::router(live.clone(), mcp()), live);
     let unix = http::unguarded(http::router(live.clone(), mcp()), live);
     (tcp, unix)
@@ -144,7 +144,7 @@ pub async fn delegates_only(live: &Live) -> Result<(), Error> {
         source,
     })?;
     let mcp = McpSurface::start(live.clone());
-    let only_mcp = axum::Router::new().route_service("/mcp", mcp.http_service());
+    let only_mcp = axum::Router::new().nest_service("/mcp", mcp.http_router());
     // A token nobody holds: only a grant's opens anything.
     let nobody = crate::config::Secret::new(format!(
         "{}{}",
