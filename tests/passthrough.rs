@@ -688,3 +688,58 @@ async fn an_early_refusal_does_not_break_a_keep_alive_client() {
         assert_eq!(r.status(), 200);
     }
 }
+
+/// The first-byte and idle timeouts a user sets: per inferencer in
+/// `inferencers.toml`, or for all through the environment.
+#[tokio::test]
+async fn upstream_timeouts_are_settings() {
+    let mock = Mock::start().await;
+    mock.push(Reply::Stall);
+    mock.push(Reply::Stream {
+        content_type: "text/event-stream",
+        chunks: sse_chunks(&["partial", "never"]),
+        gate: Some(Gate {
+            hold_after: 1,
+            release: Arc::new(Notify::new()),
+            dropped: None,
+        }),
+    });
+    mock.push(Reply::Stall);
+    let base = mock.base_url();
+    let app = Setup::new(&mock)
+        .inferencers(&format!(
+            "[inferencers.quick]\nbase_url = \"{base}\"\nfirst_byte_timeout_secs = 0.3\nidle_timeout_secs = 0.3\n"
+        ))
+        .env("WOOLLAMA_UPSTREAM_FIRST_BYTE_SECS", "0.4")
+        .start()
+        .await;
+    // Headers that never come: its own 0.3 s.
+    let msg = expect_error(
+        app.post("/v1/chat/completions", json!({"model": "quick/m"}))
+            .await,
+        504,
+        "server_error",
+    )
+    .await;
+    assert!(msg.contains("did not answer within 0.3s"), "{msg}");
+    // A stream that goes quiet after its first chunk: an error frame.
+    let text = app
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "quick/m", "stream": true}),
+        )
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(text.contains("partial") && text.contains("error"), "{text}");
+    // Every other inferencer: the environment's 0.4 s.
+    let msg = expect_error(
+        app.post("/v1/chat/completions", json!({"model": "mock/m"}))
+            .await,
+        504,
+        "server_error",
+    )
+    .await;
+    assert!(msg.starts_with("inferencer 'mock' did not answer"), "{msg}");
+}

@@ -46,6 +46,13 @@ pub struct InferencerSpec {
     /// Capability → globs of model ids declared to have it.
     pub capabilities: BTreeMap<String, Vec<String>>,
     pub builtin: bool,
+    /// `first_byte_timeout_secs`: how long to wait for an answer's headers
+    /// (else `WOOLLAMA_UPSTREAM_FIRST_BYTE_SECS`, else the call's own: 180 s
+    /// for chat).
+    pub first_byte_timeout: Option<std::time::Duration>,
+    /// `idle_timeout_secs`: how long a streamed answer may go quiet between
+    /// chunks (else `WOOLLAMA_UPSTREAM_IDLE_SECS`, else the call's own).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl InferencerSpec {
@@ -132,6 +139,8 @@ pub fn builtins(env: &Env) -> BTreeMap<String, InferencerSpec> {
         model_patterns: Vec::new(),
         capabilities: BTreeMap::new(),
         builtin: true,
+        first_byte_timeout: None,
+        idle_timeout: None,
     };
     [
         cloud(

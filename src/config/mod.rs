@@ -203,7 +203,11 @@ pub fn load_from(dir: Option<&Path>, env: &Env) -> Loaded {
         .map_or_else(BTreeMap::new, |t| {
             recipes::parse(t, &recipes_read.shown, &mut diags)
         });
-    let inferencers = inferencers::load(inf_read.text(None), inf_file, env, &mut diags);
+    let mut inferencers = inferencers::load(inf_read.text(None), inf_file, env, &mut diags);
+    for spec in inferencers.values_mut() {
+        spec.first_byte_timeout = spec.first_byte_timeout.or(settings.upstream_first_byte);
+        spec.idle_timeout = spec.idle_timeout.or(settings.upstream_idle);
+    }
 
     cross_check(
         &recipes,

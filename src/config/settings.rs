@@ -143,6 +143,11 @@ pub struct Settings {
     pub access_log: bool,
     /// How long a declared request body may take to arrive; zero: no limit.
     pub body_timeout: Duration,
+    /// `WOOLLAMA_UPSTREAM_FIRST_BYTE_SECS` / `WOOLLAMA_UPSTREAM_IDLE_SECS`:
+    /// every inferencer's first-byte and idle timeouts unless its own
+    /// `inferencers.toml` entry sets them.
+    pub upstream_first_byte: Option<Duration>,
+    pub upstream_idle: Option<Duration>,
 }
 
 impl Settings {
@@ -172,6 +177,14 @@ impl Settings {
         let mcp_call_timeout = secs("WOOLLAMA_MCP_CALL_TIMEOUT_SECS", 120.0);
         let mcp_retry_max = secs("WOOLLAMA_MCP_RETRY_MAX_SECS", 60.0);
         let body_timeout = secs("WOOLLAMA_BODY_TIMEOUT_SECS", 60.0);
+        let upstream_first_byte = env
+            .non_empty("WOOLLAMA_UPSTREAM_FIRST_BYTE_SECS")
+            .map(|_| secs("WOOLLAMA_UPSTREAM_FIRST_BYTE_SECS", 180.0))
+            .filter(|d| !d.is_zero());
+        let upstream_idle = env
+            .non_empty("WOOLLAMA_UPSTREAM_IDLE_SECS")
+            .map(|_| secs("WOOLLAMA_UPSTREAM_IDLE_SECS", 180.0))
+            .filter(|d| !d.is_zero());
         let mcp_max_nesting = match env.non_empty("WOOLLAMA_MCP_MAX_NESTING") {
             None => 2,
             Some(v) => v.trim().parse().unwrap_or_else(|_| {
@@ -231,6 +244,8 @@ impl Settings {
             mcp_max_nesting,
             access_log,
             body_timeout,
+            upstream_first_byte,
+            upstream_idle,
         }
     }
 

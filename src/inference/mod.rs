@@ -77,8 +77,8 @@ pub enum Error {
         cause: String,
     },
     #[error(
-        "inferencer '{inferencer}' did not answer within {}s ({url}); the server may be overloaded or still loading the model: try again, or check its log",
-        .after.as_secs()
+        "inferencer '{inferencer}' did not answer within {} ({url}); the server may be overloaded or still loading the model: try again, or raise first_byte_timeout_secs / idle_timeout_secs under [inferencers.{inferencer}] in inferencers.toml",
+        shown_secs(*.after)
     )]
     Timeout {
         inferencer: String,
@@ -124,6 +124,15 @@ pub enum Error {
     /// `claude` CLI.
     #[error("{0}")]
     Refused(String),
+}
+
+/// A duration as a person reads it: `180s`, `0.3s`.
+fn shown_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 /// How to fix an unreachable inferencer: where its address is configured.
@@ -202,6 +211,8 @@ impl Inferencer {
                 model_patterns: Vec::new(),
                 capabilities: BTreeMap::new(),
                 builtin: true,
+                first_byte_timeout: None,
+                idle_timeout: None,
             },
             key: None,
             ollama: false,

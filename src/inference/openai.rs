@@ -85,6 +85,8 @@ pub async fn send(
     url: String,
     timeout: Duration,
 ) -> Result<reqwest::Response, Error> {
+    // The inferencer's own first-byte limit, when it has one.
+    let timeout = inf.spec.first_byte_timeout.unwrap_or(timeout);
     let started = std::time::Instant::now();
     let sent = tokio::time::timeout(timeout, req.send()).await;
     let ok = matches!(&sent, Ok(Ok(r)) if r.status().is_success());
@@ -187,6 +189,7 @@ pub fn relay(
     resp: reqwest::Response,
     idle: Duration,
 ) -> impl Stream<Item = Result<Bytes, Error>> + Send + 'static {
+    let idle = inf.spec.idle_timeout.unwrap_or(idle);
     let name = inf.name().to_string();
     let url = resp.url().to_string();
     let metrics = inf.metrics.clone();

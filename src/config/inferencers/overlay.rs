@@ -145,6 +145,8 @@ fn starting_point(
         model_patterns: Vec::new(),
         capabilities: BTreeMap::new(),
         builtin: false,
+        first_byte_timeout: None,
+        idle_timeout: None,
     })
 }
 
@@ -199,6 +201,21 @@ fn setting(
             if let Ok(b) = ignore.expect(diags, kpath, value, "true or false", toml::Value::as_bool)
             {
                 spec.discover = b;
+            }
+        }
+        "first_byte_timeout_secs" | "idle_timeout_secs" => {
+            let secs = |v: &toml::Value| {
+                v.as_float()
+                    .or_else(|| v.as_integer().map(|i| i as f64))
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0 * 365.0)
+            };
+            if let Ok(s) = ignore.expect(diags, kpath, value, "a number of seconds above 0", secs) {
+                let d = Some(std::time::Duration::from_secs_f64(s));
+                if key == "first_byte_timeout_secs" {
+                    spec.first_byte_timeout = d;
+                } else {
+                    spec.idle_timeout = d;
+                }
             }
         }
         "capabilities" => {
