@@ -64,3 +64,6 @@ pub mod routing;
 pub mod serve;
 pub mod tools;
 pub mod wire;
+
+#[cfg(test)]
+mod proptests;

@@ -109,6 +109,22 @@ fn observed(router: Router, live: &Live) -> Router {
         ))
 }
 
+/// The Messages translation, for the property tests.
+#[cfg(test)]
+pub(crate) fn messages_translate_for_tests(
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    messages::translate_for_tests(body)
+}
+
+/// The Responses translation, for the property tests.
+#[cfg(test)]
+pub(crate) fn responses_translate_for_tests(
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    responses::translate_for_tests(body)
+}
+
 /// The outermost layer of a listener's app: an answer given before the
 /// request body was read says `Connection: close` (`keepalive`). Outermost,
 /// so a refusal by surface auth is covered too.

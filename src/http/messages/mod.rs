@@ -292,6 +292,11 @@ async fn count(
     Ok(Json(json!({"input_tokens": estimate(&translated.chat)})).into_response())
 }
 
+#[cfg(test)]
+pub(super) fn translate_for_tests(body: &Map<String, Value>) -> bool {
+    request::translate(body).is_ok()
+}
+
 /// About four characters a token.
 fn estimate(chat: &Map<String, Value>) -> u64 {
     let chars: usize = ["messages", "tools"]

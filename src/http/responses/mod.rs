@@ -205,6 +205,11 @@ async fn store(persist: Option<Persist>, answer: Value) -> Result<(), ApiError> 
     }
 }
 
+#[cfg(test)]
+pub(in crate::http) fn translate_for_tests(body: &serde_json::Map<String, Value>) -> bool {
+    input::translate(body).is_ok()
+}
+
 /// What the recipe loop contributes to a streamed answer.
 enum Loop {
     Event(ChatEvent),
