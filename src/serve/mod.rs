@@ -264,6 +264,7 @@ pub async fn run(
     json_logs: bool,
 ) -> Result<(), Error> {
     let settings = &config.settings;
+    raise_fd_limit();
     let socket_path = settings.socket_path();
     if socket::is_live(&socket_path).await {
         return Err(Error::AlreadyRunning(socket_path));
@@ -327,6 +328,22 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Lifts the soft limit on open files to the hard one (at most 65,536): the
+/// common soft default of 1,024 would let a thousand idle connections, plus
+/// the MCP servers' pipes, starve everyone else.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = hard.min(65_536);
+        if soft < want {
+            match setrlimit(Resource::RLIMIT_NOFILE, want, hard) {
+                Ok(()) => tracing::debug!(from = soft, to = want, "raised the open-file limit"),
+                Err(e) => tracing::debug!("cannot raise the open-file limit: {e}"),
+            }
+        }
+    }
 }
 
 fn print_banner(addr: SocketAddr, socket: Option<&Path>, addr_file: Option<&PathBuf>, token: bool) {
