@@ -70,21 +70,47 @@ pub fn events(chunk: &Value) -> Vec<ChatEvent> {
     out
 }
 
+/// The longest line kept: an upstream that never sends a newline cannot
+/// make woollama buffer without end; a longer line is dropped (with a
+/// warning) up to its newline.
+pub const LINE_LIMIT: usize = 8 * 1024 * 1024;
+
 /// Splits SSE bytes into `data:` payloads.
 #[derive(Debug, Default)]
 pub struct DataLines {
     buf: Vec<u8>,
+    /// Inside a line longer than [`LINE_LIMIT`]: dropping it.
+    skipping: bool,
 }
 
 impl DataLines {
     /// Feeds bytes; returns the complete `data:` payloads they finish.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            if let Some(data) = data_of(&line) {
-                out.push(data);
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = rest.split_at(pos + 1);
+            rest = after;
+            if std::mem::take(&mut self.skipping) {
+                continue;
+            }
+            if self.buf.is_empty() {
+                out.extend(data_of(line));
+            } else {
+                self.buf.extend_from_slice(line);
+                out.extend(data_of(&self.buf));
+                self.buf.clear();
+            }
+        }
+        if !self.skipping {
+            self.buf.extend_from_slice(rest);
+            if self.buf.len() > LINE_LIMIT {
+                tracing::warn!(
+                    limit = LINE_LIMIT,
+                    "an upstream event stream line is longer than woollama keeps; dropping it"
+                );
+                self.buf = Vec::new();
+                self.skipping = true;
             }
         }
         out
@@ -93,6 +119,9 @@ impl DataLines {
     /// A last line without a newline.
     pub fn finish(&mut self) -> Option<String> {
         let rest = std::mem::take(&mut self.buf);
+        if std::mem::take(&mut self.skipping) {
+            return None;
+        }
         data_of(&rest)
     }
 }
@@ -123,6 +152,19 @@ mod tests {
         let mut d = DataLines::default();
         assert!(d.push(b"data: last").is_empty());
         assert_eq!(d.finish().as_deref(), Some("last"));
+    }
+
+    #[test]
+    fn an_endless_line_is_not_buffered_without_end() {
+        let mut d = DataLines::default();
+        let mb = vec![b'x'; 1024 * 1024];
+        d.push(b"data: ");
+        for _ in 0..20 {
+            assert!(d.push(&mb).is_empty());
+            assert!(d.buf.len() <= LINE_LIMIT + mb.len());
+        }
+        // The overlong line ends; the next one is read.
+        assert_eq!(d.push(b"\ndata: next\n"), vec!["next"]);
     }
 
     #[test]
