@@ -167,3 +167,42 @@ async fn a_provider_key_is_nowhere_to_be_seen() {
         "the log is not the one expected"
     );
 }
+
+/// Symlinks planted where woollama writes are never followed: the files
+/// they point at are left as they were (the address file is replaced; a
+/// socket path that is not a socket is refused, with the fix).
+#[test]
+fn symlinks_at_the_socket_and_address_paths_are_not_followed() {
+    let d = daemon::dirs();
+    std::fs::create_dir_all(&d.run).expect("mkdir");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&d.run, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let victims = d.home.join("victims");
+    std::fs::create_dir_all(&victims).expect("mkdir");
+    for name in ["woollama.sock", "woollama.addr"] {
+        let victim = victims.join(name);
+        std::fs::write(&victim, "precious\n").expect("write");
+        std::os::unix::fs::symlink(&victim, d.run.join(name)).expect("symlink");
+    }
+    let daemon = Daemon::start(daemon::command(&d, &[])).expect("daemon");
+    for name in ["woollama.sock", "woollama.addr"] {
+        assert_eq!(
+            std::fs::read_to_string(victims.join(name)).expect("victim"),
+            "precious\n",
+            "{name}'s target was written"
+        );
+    }
+    // The address file is replaced by a file of its own…
+    let meta = std::fs::symlink_metadata(d.run.join("woollama.addr")).expect("addr");
+    assert!(
+        meta.file_type().is_file(),
+        "the address file is still a symlink"
+    );
+    // …and a socket path taken by something else is left alone, and said.
+    assert!(
+        daemon.log().contains("is not a socket; remove it"),
+        "{}",
+        daemon.log()
+    );
+    drop(daemon);
+}
