@@ -63,8 +63,13 @@ enum List {
 }
 
 impl Clients {
+    /// Adds a client, forgetting those whose session ended: a listener holds
+    /// its session's peer, so one left behind would keep the whole session
+    /// alive (found by `bench/soak`: memory grew with every MCP session).
     pub(super) fn add(&self, id: u64, channel: Channel, subscriptions: HashSet<String>) {
-        self.lock().push(Listener {
+        let mut all = self.lock();
+        all.retain(|l| !l.gone());
+        all.push(Listener {
             id,
             channel,
             subscriptions,
