@@ -43,12 +43,14 @@
 //!    [`guard`]: the child guard every child process (stdio MCP servers,
 //!    `claude`) is started through, so none outlives woollama.
 //!    [`metrics`]: the Prometheus metrics every layer records into.
+//!    [`bounded`]: reading an HTTP answer whole, never past a limit.
 //! 7. [`routing`]: a `model` string → a route, the only reader of one.
 //!    [`wire`]: the OpenAI shapes woollama composes, and SSE framing. Pure.
 //!
 //! [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
 pub mod app;
+pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod conversations;

@@ -172,6 +172,10 @@ pub struct RestStore {
 }
 
 const REST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The most of a store's answer woollama reads: a thread is sent upstream
+/// whole on every turn, so one longer than a request body could be is no
+/// conversation an inferencer could take anyway.
+const THREAD_LIMIT: usize = 64 * 1024 * 1024;
 
 impl RestStore {
     pub fn new(url: &url::Url, http: reqwest::Client) -> Self {
@@ -207,7 +211,15 @@ impl RestStore {
         if method == reqwest::Method::DELETE && status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let bytes = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
+        let bytes = crate::bounded::whole(resp, THREAD_LIMIT)
+            .await
+            .map_err(|e| match e {
+                crate::bounded::Read::TooLarge => failed(format!(
+                    "the answer is longer than {} MiB",
+                    THREAD_LIMIT >> 20
+                )),
+                crate::bounded::Read::Transport(e) => failed(e.to_string()),
+            })?;
         if !status.is_success() {
             let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
             return Err(failed(format!("answered {status}: {text}")));

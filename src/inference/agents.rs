@@ -61,6 +61,10 @@ pub enum Error {
     Timeout,
 }
 
+/// The most of one JSON answer of the API woollama reads (a session's
+/// event list is the longest).
+const ANSWER_LIMIT: usize = 32 * 1024 * 1024;
+
 /// The model id an alias names (contract §8.3).
 pub fn model_id(alias: &str) -> &str {
     match alias {
@@ -179,7 +183,15 @@ impl Agents {
         if missing_ok && status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let bytes = resp.bytes().await.map_err(|e| transport(&name, &e))?;
+        let bytes = crate::bounded::whole(resp, ANSWER_LIMIT)
+            .await
+            .map_err(|e| match e {
+                crate::bounded::Read::TooLarge => Error::BadResponse {
+                    call: name.clone(),
+                    detail: format!("it is longer than {} MiB", ANSWER_LIMIT >> 20),
+                },
+                crate::bounded::Read::Transport(e) => transport(&name, &e),
+            })?;
         if !status.is_success() {
             let body: String = String::from_utf8_lossy(&bytes).chars().take(500).collect();
             return Err(Error::Status {
@@ -341,7 +353,7 @@ impl Agents {
             .map_err(|e| transport(&name, &e))?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = crate::bounded::text_head(resp, 4096).await;
             return Err(Error::Status {
                 call: name,
                 status: status.as_u16(),

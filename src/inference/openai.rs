@@ -13,6 +13,7 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::{Error, Inferencer};
+use crate::bounded;
 
 /// The innermost cause of a reqwest error ("Connection refused (os error
 /// 111)"), without the URL reqwest puts in its own message.
@@ -111,7 +112,7 @@ pub async fn send(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match tokio::time::timeout(timeout, read_limited(resp, ERROR_BODY_LIMIT)).await {
+    let body = match tokio::time::timeout(timeout, bounded::head(resp, ERROR_BODY_LIMIT)).await {
         Ok(Ok(b)) => b,
         _ => Bytes::new(),
     };
@@ -121,18 +122,6 @@ pub async fn send(
         content_type,
         body,
     })
-}
-
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, reqwest::Error> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let room = limit.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= limit {
-            break;
-        }
-    }
-    Ok(Bytes::from(buf))
 }
 
 /// The most of a non-streaming answer woollama reads whole (to parse or
@@ -155,30 +144,18 @@ pub async fn read_body(
 async fn read_body_limited(
     inf: &Inferencer,
     url: &str,
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     timeout: Duration,
     limit: usize,
 ) -> Result<Bytes, Error> {
-    let too_large = || Error::TooLarge {
-        inferencer: inf.name().to_string(),
-        url: url.to_string(),
-        limit,
-    };
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| transport_error(inf, url, &e, timeout))?
-    {
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buf))
+    bounded::whole(resp, limit).await.map_err(|e| match e {
+        bounded::Read::TooLarge => Error::TooLarge {
+            inferencer: inf.name().to_string(),
+            url: url.to_string(),
+            limit,
+        },
+        bounded::Read::Transport(e) => transport_error(inf, url, &e, timeout),
+    })
 }
 
 /// The response body as a stream of chunks, each of which must arrive within
@@ -228,6 +205,10 @@ pub fn relay(
     })
 }
 
+/// The most of a model list woollama reads (OpenRouter's, the longest
+/// known, is about 1 MiB).
+const MODELS_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Lists a provider's models from `GET <base_url>/models` (`data[].id`).
 pub async fn discover(
     client: &reqwest::Client,
@@ -249,10 +230,7 @@ pub async fn discover(
             detail: format!("GET {url} answered {}", resp.status()),
         });
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(inf, &url, &e, timeout))?;
+    let body = read_body_limited(inf, &url, resp, timeout, MODELS_LIMIT).await?;
     let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
         inferencer: inf.name().to_string(),
         detail: format!("GET {url}: {e}"),
