@@ -6,59 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::fake_claude::{Fake, fake};
 use common::mock::Mock;
 use common::{JsonBody as _, Setup, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tempfile::TempDir;
-
-/// A fake `claude`: a wrapper woollama runs, and the record it writes.
-struct Fake {
-    _dir: TempDir,
-    bin: PathBuf,
-    record: PathBuf,
-}
-
-fn fake() -> Fake {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let record = dir.path().join("record.jsonl");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/fake_claude.py");
-    let bin = dir.path().join("claude");
-    std::fs::write(
-        &bin,
-        format!(
-            "#!/bin/sh\nexec '{}' '{}' '{}' \"$@\"\n",
-            common::python().display(),
-            script.display(),
-            record.display()
-        ),
-    )
-    .expect("write");
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    Fake {
-        _dir: dir,
-        bin,
-        record,
-    }
-}
-
-impl Fake {
-    fn runs(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("record line"))
-            .collect()
-    }
-
-    fn last(&self) -> Value {
-        self.runs().pop().expect("claude ran")
-    }
-}
 
 const RECIPES: &str = r#"
 [recipes.cc-assistant]

@@ -7,40 +7,14 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use common::fixture::Fixture;
 use common::mock::Mock;
-use common::{Setup, json, obj};
+use common::{LIMIT, Setup, connected, json, obj, until};
 use serde_json::{Value, json};
-use woollama::tools::{Health, Snapshot, ToolRegistry};
+use woollama::tools::Health;
 
 const BIN: &str = env!("CARGO_BIN_EXE_woollama");
-/// A bound that turns a hang into a failure; passing runs never wait on it.
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Waits until the registry's snapshot satisfies `pred`.
-async fn until(
-    tools: &ToolRegistry,
-    what: &str,
-    pred: impl Fn(&Snapshot) -> bool,
-) -> Arc<Snapshot> {
-    let result = tokio::time::timeout(LIMIT, tools.wait_for(|s| pred(s))).await;
-    match result {
-        Ok(Some(s)) => s,
-        _ => panic!(
-            "{what}: not reached within {LIMIT:?}; last snapshot {:#?}",
-            tools.snapshot()
-        ),
-    }
-}
-
-fn connected(s: &Snapshot, name: &str) -> bool {
-    s.server(name)
-        .is_some_and(|x| x.health == Health::Connected)
-}
-
 /// An `mcp.json` entry that runs the bundled example through `sh`, which
 /// writes its pid first (`exec` keeps the pid), so tests can kill it.
 fn example_with_pidfile(name: &str, pidfile: &Path) -> Value {

@@ -1,8 +1,10 @@
 //! Security probes (issue 14): the token guards every TCP route — including
 //! the operator routes and any route added later, since the auth layer
-//! wraps the whole router, fallback included; a foreign `Host` or `Origin`
-//! is refused everywhere; and a provider key reaches no log line, error
-//! body, `/metrics`, `/status` or child environment.
+//! wraps the whole router, fallback included, and the probe's route list is
+//! checked against the router's source; a foreign `Host` or `Origin` is
+//! refused everywhere; a provider key reaches no log line, error body,
+//! `/metrics`, `/status` or child environment; symlinks are not followed;
+//! the state dir is private; no id a client sends reaches a path.
 
 mod common;
 
@@ -205,4 +207,193 @@ fn symlinks_at_the_socket_and_address_paths_are_not_followed() {
         daemon.log()
     );
     drop(daemon);
+}
+
+/// The probes' `PATHS` cover every route the router declares: a route
+/// added to `src/http/mod.rs` without a line there fails here.
+#[test]
+fn the_probes_cover_every_declared_route() {
+    let source = include_str!("../src/http/mod.rs");
+    let mut declared = Vec::new();
+    for call in [".route(", ".nest_service("] {
+        for (at, _) in source.match_indices(call) {
+            let rest = source[at + call.len()..].trim_start();
+            let path = rest
+                .strip_prefix('"')
+                .and_then(|r| r.split_once('"'))
+                .map(|(p, _)| p)
+                .expect("a route's path is a string literal");
+            declared.push(path.replace("{id}", "conv_x"));
+        }
+    }
+    assert!(declared.len() >= 14, "{declared:?}");
+    for path in &declared {
+        assert!(
+            PATHS.contains(&path.as_str()),
+            "route {path} is not in the security probes' PATHS"
+        );
+    }
+}
+
+/// One request on a fresh connection, written as given (no client
+/// normalises `..` or `%2e%2e` away): the status and the body.
+async fn raw(app: &common::TestApp, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        app.addr,
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Everything woollama writes under its state dir is private — the dir and
+/// every directory in it 0700, every file 0600, nothing else (no symlink,
+/// no socket) — and no id a client sends reaches a path: a traversal in a
+/// conversation id, a `conversation` or a `previous_response_id` is an
+/// OpenAI-shaped 4xx, and files planted beside and above the state are
+/// neither read nor removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_dir_is_private_and_no_id_reaches_a_path() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mock = Mock::start().await;
+    let fake = common::fake_claude::fake();
+    let root = tempfile::tempdir().expect("tempdir");
+    let state = root.path().join("state");
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_CLAUDE_BIN", &fake.bin.to_string_lossy())
+        .env("PATH", &std::env::var("PATH").unwrap_or_default())
+        .env("WOOLLAMA_STATE_DIR", &state.to_string_lossy())
+        .start()
+        .await;
+    // Each writer once: the conversation table, a claude-resume
+    // conversation's directory (two turns), a one-off call's directory.
+    let (status, first) = app
+        .respond(json!({"model": "claude-code/sonnet", "input": "first", "store": true}))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    let conversation = first["conversation"]["id"]
+        .as_str()
+        .expect("conversation")
+        .to_string();
+    let (status, v) = app
+        .respond(json!({"model": "claude-code/sonnet", "input": "second",
+                        "conversation": conversation, "store": true}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let r = app
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "claude-code/haiku", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+
+    let mut seen = (0, 0);
+    let mut stack = vec![state.clone()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+            seen.0 += 1;
+            for e in std::fs::read_dir(&path).expect("read_dir") {
+                stack.push(e.expect("entry").path());
+            }
+        } else {
+            assert!(meta.is_file(), "{} is neither file nor dir", path.display());
+            assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+            seen.1 += 1;
+        }
+    }
+    // state, claude, claude/conversations, claude/conversations/<id>, …
+    assert!(seen.0 >= 4 && seen.1 >= 1, "{seen:?}");
+    let kept = state.join("claude/conversations").join(&conversation);
+    assert!(kept.is_dir());
+
+    // Planted where a traversal would land.
+    let victims = [
+        root.path().join("victim"),
+        state.join("victim"),
+        state.join("claude/victim"),
+    ];
+    for v in &victims {
+        std::fs::write(v, "planted").expect("plant");
+    }
+    let runs = fake.runs().len();
+    let long = "a".repeat(4000);
+    let ids = [
+        "..",
+        "../victim",
+        "..%2Fvictim",
+        "..%2F..%2Fvictim",
+        "%2e%2e%2fvictim",
+        "%2E%2E",
+        "conv_..%2F..%2F..%2Fvictim",
+        "conv_%00",
+        "conv_x%2F..%2F..",
+        long.as_str(),
+    ];
+    for id in ids {
+        for (method, path, body) in [
+            ("GET", format!("/v1/conversations/{id}"), String::new()),
+            (
+                "POST",
+                format!("/v1/conversations/{id}"),
+                r#"{"metadata":{"a":"b"}}"#.to_string(),
+            ),
+            ("DELETE", format!("/v1/conversations/{id}"), String::new()),
+            (
+                "GET",
+                format!("/v1/conversations/{id}/items"),
+                String::new(),
+            ),
+        ] {
+            let (status, body) = raw(&app, method, &path, &body).await;
+            assert!(
+                (400..500).contains(&status) && body.contains("\"error\""),
+                "{method} {path}: {status} {body}"
+            );
+        }
+    }
+    for id in [
+        "../victim",
+        "../../victim",
+        "conv_/../../victim",
+        "..",
+        long.as_str(),
+    ] {
+        for field in ["conversation", "previous_response_id"] {
+            let (status, v) = app
+                .respond(
+                    json!({"model": "claude-code/sonnet", "input": "x", "store": true, field: id}),
+                )
+                .await;
+            assert!(
+                (400..500).contains(&status) && v["error"]["type"].is_string(),
+                "{field} {id}: {status} {v}"
+            );
+        }
+    }
+    for v in &victims {
+        assert_eq!(std::fs::read_to_string(v).expect("still there"), "planted");
+    }
+    assert!(kept.is_dir(), "the real conversation's directory went");
+    assert_eq!(fake.runs().len(), runs, "a traversal reached claude");
 }

@@ -117,6 +117,17 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// What to do about a failed read or write of the table.
+fn storage_hint(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => {
+            "the disk is full: free space there; the table on disk is unchanged"
+        }
+        _ => "check that WOOLLAMA_STATE_DIR / XDG_STATE_HOME points at a writable directory",
+    }
+}
+
 /// Why the table could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -125,8 +136,8 @@ pub enum Error {
     #[error("unknown `after` cursor '{0}': it names no conversation")]
     UnknownCursor(String),
     #[error(
-        "cannot {what} the conversation table at {}: {source} (check that WOOLLAMA_STATE_DIR / XDG_STATE_HOME points at a writable directory)",
-        .path.display()
+        "cannot {what} the conversation table at {}: {source} ({})",
+        .path.display(), storage_hint(source)
     )]
     Storage {
         what: &'static str,

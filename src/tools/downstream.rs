@@ -23,8 +23,6 @@ use crate::config::ServerSpec;
 pub(super) struct Downstream {
     pub spec: ServerSpec,
     state: Mutex<State>,
-    /// A call failed at the transport: drop the connection and reconnect.
-    reconnect: Notify,
     /// The server said one of its lists changed.
     pub refresh: Arc<Notify>,
     /// Calls in flight, for forwarding what the server sends back.
@@ -37,7 +35,20 @@ pub(super) struct Downstream {
 struct State {
     health: Health,
     catalog: Catalog,
-    peer: Option<Peer<RoleClient>>,
+    live: Option<Live>,
+}
+
+/// One connection's peer, and its own signal that a call found it broken.
+/// The signal belongs to the connection: a call that failed on one that is
+/// already gone (the server died mid-call, and the supervisor noticed first)
+/// must not tear down the connection that replaced it — with one signal for
+/// the server, every call that failed on a dead connection left a permit
+/// that cut the next one, so a server that died once under load never
+/// came back.
+#[derive(Clone)]
+struct Live {
+    peer: Peer<RoleClient>,
+    broken: Arc<Notify>,
 }
 
 /// Sends `notifications/cancelled` for a request whose caller went away
@@ -70,9 +81,8 @@ impl Downstream {
             state: Mutex::new(State {
                 health: Health::Connecting,
                 catalog: Catalog::default(),
-                peer: None,
+                live: None,
             }),
-            reconnect: Notify::new(),
             refresh: Arc::new(Notify::new()),
             inflight: Arc::default(),
         }
@@ -105,19 +115,19 @@ impl Downstream {
         }
     }
 
-    fn set(&self, health: Health, catalog: Option<Catalog>, peer: Option<Peer<RoleClient>>) {
+    fn set(&self, health: Health, catalog: Option<Catalog>, live: Option<Live>) {
         let mut st = self.lock();
         st.health = health;
         if let Some(c) = catalog {
             st.catalog = c;
         }
-        st.peer = peer;
+        st.live = live;
     }
 
     /// The live session, or why there is none.
-    fn peer(&self) -> Result<Peer<RoleClient>, Error> {
+    fn live(&self) -> Result<Live, Error> {
         let st = self.lock();
-        st.peer.clone().ok_or_else(|| {
+        st.live.clone().ok_or_else(|| {
             let why = match &st.health {
                 Health::Retrying { last_error, .. } => format!("retrying: {last_error}"),
                 Health::Failed { reason } => format!("failed: {reason}"),
@@ -131,8 +141,8 @@ impl Downstream {
     }
 
     /// Maps a failed request: a JSON-RPC error is kept whole; a transport
-    /// failure also marks the connection for reconnecting.
-    fn failed(&self, e: ServiceError) -> Error {
+    /// failure also marks the connection it happened on for reconnecting.
+    fn failed(&self, e: ServiceError, on: &Live) -> Error {
         let server = self.spec.name.clone();
         match e {
             ServiceError::McpError(error) => Error::Protocol {
@@ -141,11 +151,14 @@ impl Downstream {
             },
             e => {
                 tracing::warn!(server = %server, error = %e, "a request failed at the transport; reconnecting");
-                self.reconnect.notify_one();
-                Error::Transport {
-                    server,
-                    detail: e.to_string(),
-                }
+                on.broken.notify_one();
+                let detail = match e {
+                    ServiceError::TransportClosed => {
+                        "the connection closed before the answer came (the server exited or dropped it); woollama is reconnecting".to_string()
+                    }
+                    e => e.to_string(),
+                };
+                Error::Transport { server, detail }
             }
         }
     }
@@ -160,7 +173,8 @@ impl Downstream {
         timeout: Duration,
         caller: Option<Caller>,
     ) -> Result<ServerResult, Error> {
-        let peer = self.peer()?;
+        let live = self.live()?;
+        let peer = &live.peer;
         let exchange = async {
             // Registered before sending: the server may answer with progress
             // or a request of its own before `send_request_with_option` returns.
@@ -182,7 +196,7 @@ impl Downstream {
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(Error::Timeout { after: timeout }),
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(self.failed(e)),
+            Ok(Err(e)) => Err(self.failed(e, &live)),
         }
     }
 
@@ -239,10 +253,13 @@ pub(super) async fn supervise(
                 );
                 failures = 0;
                 delay = initial;
-                let peer = session.peer().clone();
-                ds.set(Health::Connected, Some(catalog), Some(peer.clone()));
+                let live = Live {
+                    peer: session.peer().clone(),
+                    broken: Arc::new(Notify::new()),
+                };
+                ds.set(Health::Connected, Some(catalog), Some(live.clone()));
                 reg.publish();
-                let held = hold(&reg, &ds, session, &peer).await;
+                let held = hold(&reg, &ds, session, &live).await;
                 if let Some(g) = group {
                     stop_group(&name, g).await;
                 }
@@ -299,7 +316,7 @@ enum Held {
 
 /// Serves one live session: refreshes the roster when told, and returns when
 /// the session ends, a call found it broken, or woollama shuts down.
-async fn hold(reg: &Inner, ds: &Downstream, session: Session, peer: &Peer<RoleClient>) -> Held {
+async fn hold(reg: &Inner, ds: &Downstream, session: Session, live: &Live) -> Held {
     let stop = session.cancellation_token();
     let mut waiting = Box::pin(session.waiting());
     let graceful = Duration::from_secs(5);
@@ -316,16 +333,16 @@ async fn hold(reg: &Inner, ds: &Downstream, session: Session, peer: &Peer<RoleCl
                 let _ = tokio::time::timeout(graceful, &mut waiting).await;
                 return Held::Shutdown;
             }
-            () = ds.reconnect.notified() => {
+            () = live.broken.notified() => {
                 stop.cancel();
                 let _ = tokio::time::timeout(graceful, &mut waiting).await;
                 return Held::Lost("a call failed at the transport".into());
             }
             () = ds.refresh.notified() => {
-                match tokio::time::timeout(reg.settings.connect_timeout, load_catalog(&ds.spec.name, peer)).await {
+                match tokio::time::timeout(reg.settings.connect_timeout, load_catalog(&ds.spec.name, &live.peer)).await {
                     Ok(Ok(catalog)) => {
                         tracing::info!(server = %ds.spec.name, tools = catalog.tools.len(), prompts = catalog.prompts.len(), resources = catalog.resources.len(), "downstream lists changed");
-                        ds.set(Health::Connected, Some(catalog), Some(peer.clone()));
+                        ds.set(Health::Connected, Some(catalog), Some(live.clone()));
                         reg.publish();
                     }
                     Ok(Err(e)) => tracing::warn!(server = %ds.spec.name, error = %e, "could not refresh the lists"),

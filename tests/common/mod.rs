@@ -6,6 +6,7 @@
 )]
 
 pub mod daemon;
+pub mod fake_claude;
 pub mod fixture;
 pub mod mock;
 
@@ -327,4 +328,29 @@ impl TestApp {
     pub async fn respond(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
         json(self.post("/v1/responses", body).await).await
     }
+}
+
+/// A bound that turns a hang into a failure; passing runs never wait on it.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits until the registry's snapshot satisfies `pred`.
+pub async fn until(
+    tools: &ToolRegistry,
+    what: &str,
+    pred: impl Fn(&woollama::tools::Snapshot) -> bool,
+) -> Arc<woollama::tools::Snapshot> {
+    let result = tokio::time::timeout(LIMIT, tools.wait_for(|s| pred(s))).await;
+    match result {
+        Ok(Some(s)) => s,
+        _ => panic!(
+            "{what}: not reached within {LIMIT:?}; last snapshot {:#?}",
+            tools.snapshot()
+        ),
+    }
+}
+
+/// Whether server `name` is connected.
+pub fn connected(s: &woollama::tools::Snapshot, name: &str) -> bool {
+    s.server(name)
+        .is_some_and(|x| x.health == woollama::tools::Health::Connected)
 }

@@ -1,0 +1,88 @@
+"""A stdio MCP server that misbehaves on cue, written on bare JSON-RPC lines
+(no SDK, so nothing tidies its output) for woollama's fault tests.
+
+Usage: unruly_mcp.py PIDFILE [--flap N] [--noise] [--flood MIB]
+
+Appends its pid to PIDFILE at start. One tool, `echo`, answers its `text`.
+
+    --flap N     die (exit 3, no answer) on every Nth tools/call it receives,
+                 so a client sees N-1 answers and then the connection close
+    --noise      before every answer, write lines that are not JSON-RPC: text,
+                 bytes that are not UTF-8, an empty line, a JSON object that
+                 is no message, and an unsolicited notification
+    --flood MIB  before answering `initialize`, write one MIB-MiB line of
+                 garbage (no newline until its end)
+"""
+
+import json
+import os
+import sys
+
+args = sys.argv[1:]
+pidfile = args.pop(0)
+flap = int(args[args.index("--flap") + 1]) if "--flap" in args else 0
+noise = "--noise" in args
+flood = int(args[args.index("--flood") + 1]) if "--flood" in args else 0
+
+with open(pidfile, "a") as f:
+    f.write(f"{os.getpid()}\n")
+
+out = sys.stdout.buffer
+calls = 0
+
+
+def write(raw: bytes) -> None:
+    out.write(raw)
+    out.flush()
+
+
+def send(message: dict) -> None:
+    if noise:
+        write(b"this is not json\n")
+        write(b"\xff\xfe\xfd not utf-8 either\n")
+        write(b"\n")
+        write(b'{"hello": "a JSON object that is no JSON-RPC message"}\n')
+        write(b'{"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "noise"}}\n')
+    write(json.dumps(message).encode() + b"\n")
+
+
+ECHO = {
+    "name": "echo",
+    "description": "Answers its text.",
+    "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
+}
+
+for line in sys.stdin.buffer:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if not isinstance(msg, dict) or "method" not in msg or "id" not in msg:
+        continue  # notifications, and woollama's answers to our noise
+    method, rid = msg["method"], msg["id"]
+    if method == "initialize":
+        if flood:
+            chunk = b"x" * (1 << 20)
+            for _ in range(flood):
+                out.write(chunk)
+            write(b"\n")
+        version = msg.get("params", {}).get("protocolVersion", "2025-11-25")
+        send({"jsonrpc": "2.0", "id": rid, "result": {
+            "protocolVersion": version,
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "unruly", "version": "0.0.1"},
+        }})
+    elif method == "tools/list":
+        send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [ECHO]}})
+    elif method == "tools/call":
+        calls += 1
+        if flap and calls % flap == 0:
+            sys.exit(3)
+        text = msg.get("params", {}).get("arguments", {}).get("text", "")
+        send({"jsonrpc": "2.0", "id": rid, "result": {
+            "content": [{"type": "text", "text": text}],
+        }})
+    elif method == "ping":
+        send({"jsonrpc": "2.0", "id": rid, "result": {}})
+    else:
+        send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": f"no method {method}"}})
