@@ -21,14 +21,14 @@
 //! file I/O, so they run on the blocking pool.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::error::{ApiError, RequestError};
-use super::json::JsonObject;
+use super::json::{JsonObject, PathId};
 use crate::conversations::{self, Handle, Order, Table};
 
 /// Runs a table call on the blocking pool.
@@ -168,7 +168,7 @@ pub async fn list(
 /// `GET /v1/conversations/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let h = table(&state, move |t| t.get(&id)).await?;
     Ok(Json(h.object()))
@@ -178,7 +178,7 @@ pub async fn get(
 /// does) and `title`.
 pub async fn update(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let metadata = metadata(&body)?;
@@ -207,7 +207,7 @@ pub async fn update(
 /// thread), then the handle.
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let known = id.clone();
     let h = table(&state, move |t| t.get(&known)).await?;
@@ -251,7 +251,7 @@ pub async fn delete(
 /// without one (all of them, until a backend is built in) has none.
 pub async fn items(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let (order, limit, after) = paging(query.as_deref())?;

@@ -41,6 +41,8 @@ pub enum RequestError {
     BodyTimeout { after: std::time::Duration },
     #[error("the request body is empty; send a JSON object")]
     EmptyBody,
+    #[error("the path is not valid: {0}")]
+    BadPath(String),
     #[error("the request body is not valid JSON: {0}")]
     NotJson(String),
     #[error("the request body must be a JSON object, not {0}")]

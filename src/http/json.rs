@@ -6,8 +6,9 @@
 //! whatever the content type says and turns every failure into an
 //! [`ApiError`] that names what is wrong.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -37,6 +38,23 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             return Err(RequestError::EmptyBody.into());
         }
         Ok(JsonObject(object_of(&bytes)?))
+    }
+}
+
+/// The `{id}` of a route's path. axum's own `Path` answers an id that is
+/// not valid UTF-8 (`/v1/conversations/%a0`) in plain text; this one keeps
+/// it OpenAI-shaped.
+#[derive(Debug)]
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| PathId(id))
+            .map_err(|e| RequestError::BadPath(e.body_text()).into())
     }
 }
 

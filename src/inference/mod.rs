@@ -22,7 +22,7 @@
 pub mod agents;
 mod chat;
 pub mod claude;
-mod ollama;
+pub(crate) mod ollama;
 mod openai;
 pub mod sse;
 

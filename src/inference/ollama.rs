@@ -11,6 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::sse::Lines;
 use crate::wire::{self, ChatCompletion, ChunkHead, Usage};
 
 /// Whether a pass-through chat request to an Ollama inferencer should go
@@ -111,7 +112,7 @@ pub fn error_body(body: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub struct SseTranslator {
     head: ChunkHead,
-    buf: Vec<u8>,
+    lines: Lines,
     started: bool,
     done: bool,
 }
@@ -120,7 +121,7 @@ impl SseTranslator {
     pub fn new(head: ChunkHead) -> Self {
         Self {
             head,
-            buf: Vec::new(),
+            lines: Lines::default(),
             started: false,
             done: false,
         }
@@ -156,21 +157,20 @@ impl SseTranslator {
 
     /// Feeds bytes from upstream; returns the SSE bytes they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            self.line(&line[..line.len() - 1], &mut out);
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.push(bytes, |line| self.line(&line[..line.len() - 1], &mut out));
+        self.lines = lines;
         out
     }
 
     /// Flushes a last unterminated line. If upstream ended without `done`,
     /// the stream is still closed properly.
     pub fn finish(&mut self) -> Vec<u8> {
-        let rest = std::mem::take(&mut self.buf);
         let mut out = Vec::new();
-        self.line(&rest, &mut out);
+        if let Some(rest) = self.lines.finish() {
+            self.line(&rest, &mut out);
+        }
         if !self.done {
             out.extend(self.head.end("stop"));
             self.done = true;

@@ -75,18 +75,20 @@ pub fn events(chunk: &Value) -> Vec<ChatEvent> {
 /// warning) up to its newline.
 pub const LINE_LIMIT: usize = 8 * 1024 * 1024;
 
-/// Splits SSE bytes into `data:` payloads.
+/// Splits a byte stream into lines (each with its `\n`, a last one
+/// without), whatever the chunking, keeping at most [`LINE_LIMIT`] of a line
+/// that has not ended. Shared by the SSE and NDJSON readers.
 #[derive(Debug, Default)]
-pub struct DataLines {
+pub struct Lines {
     buf: Vec<u8>,
     /// Inside a line longer than [`LINE_LIMIT`]: dropping it.
     skipping: bool,
 }
 
-impl DataLines {
-    /// Feeds bytes; returns the complete `data:` payloads they finish.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
+impl Lines {
+    /// Feeds bytes; calls `each` with every line they complete. Complete
+    /// lines inside `bytes` are handed over in place, not copied.
+    pub fn push(&mut self, bytes: &[u8], mut each: impl FnMut(&[u8])) {
         let mut rest = bytes;
         while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
             let (line, after) = rest.split_at(pos + 1);
@@ -95,10 +97,10 @@ impl DataLines {
                 continue;
             }
             if self.buf.is_empty() {
-                out.extend(data_of(line));
+                each(line);
             } else {
                 self.buf.extend_from_slice(line);
-                out.extend(data_of(&self.buf));
+                each(&self.buf);
                 self.buf.clear();
             }
         }
@@ -107,22 +109,38 @@ impl DataLines {
             if self.buf.len() > LINE_LIMIT {
                 tracing::warn!(
                     limit = LINE_LIMIT,
-                    "an upstream event stream line is longer than woollama keeps; dropping it"
+                    "an upstream stream line is longer than woollama keeps; dropping it"
                 );
                 self.buf = Vec::new();
                 self.skipping = true;
             }
         }
+    }
+
+    /// A last line without a newline (`None` if it was being dropped).
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        let rest = std::mem::take(&mut self.buf);
+        (!std::mem::take(&mut self.skipping)).then_some(rest)
+    }
+}
+
+/// Splits SSE bytes into `data:` payloads.
+#[derive(Debug, Default)]
+pub struct DataLines {
+    lines: Lines,
+}
+
+impl DataLines {
+    /// Feeds bytes; returns the complete `data:` payloads they finish.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        self.lines.push(bytes, |line| out.extend(data_of(line)));
         out
     }
 
     /// A last line without a newline.
     pub fn finish(&mut self) -> Option<String> {
-        let rest = std::mem::take(&mut self.buf);
-        if std::mem::take(&mut self.skipping) {
-            return None;
-        }
-        data_of(&rest)
+        self.lines.finish().and_then(|rest| data_of(&rest))
     }
 }
 
@@ -161,7 +179,7 @@ mod tests {
         d.push(b"data: ");
         for _ in 0..20 {
             assert!(d.push(&mb).is_empty());
-            assert!(d.buf.len() <= LINE_LIMIT + mb.len());
+            assert!(d.lines.buf.len() <= LINE_LIMIT + mb.len());
         }
         // The overlong line ends; the next one is read.
         assert_eq!(d.push(b"\ndata: next\n"), vec!["next"]);

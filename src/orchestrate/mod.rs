@@ -22,7 +22,7 @@
 //! away — drops the driver and with it the upstream request and any tool
 //! call in flight.
 
-mod assemble;
+pub(crate) mod assemble;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -3,10 +3,12 @@
 //!
 //! Recipes and `/v1/tools` say `server.tool`; dots are not allowed in OpenAI
 //! function names (`[A-Za-z0-9_-]{1,64}`), so toward a model the name is
-//! `mcp__<server>__<tool>`. Past 64 bytes it becomes `mcp__` + 16 lowercase
-//! hex digits of FNV-1a-64 over the full `mcp__<server>__<tool>` string —
-//! pinned by a test vector so names never change between versions. Dispatch
-//! resolves wire names through an index, never by splitting them.
+//! `mcp__<server>__<tool>`. Past 64 bytes — or with a character a strict
+//! provider refuses, which MCP allows in tool names (`.`, `/`, non-ASCII) —
+//! it becomes `mcp__` + 16 lowercase hex digits of FNV-1a-64 over the full
+//! `mcp__<server>__<tool>` string, pinned by a test vector so names never
+//! change between versions. Dispatch resolves wire names through an index,
+//! never by splitting them.
 
 /// The longest function name OpenAI-compatible providers accept.
 pub const MAX_WIRE_LEN: usize = 64;
@@ -21,7 +23,8 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// The wire name of `tool` on `server`.
 pub fn wire_name(server: &str, tool: &str) -> String {
     let full = format!("mcp__{server}__{tool}");
-    if full.len() <= MAX_WIRE_LEN {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if full.len() <= MAX_WIRE_LEN && full.chars().all(allowed) {
         full
     } else {
         format!("mcp__{:016x}", fnv1a64(full.as_bytes()))
@@ -54,6 +57,14 @@ mod tests {
         assert_eq!(wire_name(&server, "b").len(), 64);
         assert!(wire_name(&server, "b").ends_with("__b"));
         assert_eq!(wire_name(&server, "bc").len(), 21);
+    }
+
+    #[test]
+    fn a_name_a_provider_refuses_is_hashed() {
+        // MCP allows `.` (and more) in tool names; OpenAI and Anthropic do not.
+        assert_eq!(wire_name("fs", "files.read"), "mcp__05cf967036e890ff");
+        assert_eq!(wire_name("fs", "résumé").len(), 21);
+        assert_eq!(wire_name("fs", "files_read"), "mcp__fs__files_read");
     }
 
     #[test]
