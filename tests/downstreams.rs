@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::fixture::Fixture;
 use common::mock::Mock;
-use common::{LIMIT, Setup, connected, json, obj, until};
+use common::{LIMIT, Setup, connected, json, obj, running, until};
 use serde_json::{Value, json};
 use woollama::tools::Health;
 
@@ -27,17 +27,6 @@ fn example_with_pidfile(name: &str, pidfile: &Path) -> Value {
 fn pid_alive(pid: &str) -> bool {
     // A reaped process has no /proc entry; a zombie still would.
     Path::new(&format!("/proc/{}", pid.trim())).exists()
-}
-
-/// Whether a process is still running (a zombie, dead but not yet reaped by
-/// whoever inherited it, is not).
-fn running(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next());
-        !matches!(state, Some("Z" | "X") | None)
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

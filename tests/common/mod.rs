@@ -354,3 +354,32 @@ pub fn connected(s: &woollama::tools::Snapshot, name: &str) -> bool {
     s.server(name)
         .is_some_and(|x| x.health == woollama::tools::Health::Connected)
 }
+
+/// The misbehaving stdio MCP server (`tests/python/unruly_mcp.py`) as an
+/// `mcp.json` entry; it appends its pid to `pids`.
+pub fn unruly(pids: &std::path::Path, cues: &[&str]) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/unruly_mcp.py");
+    let mut args = vec![script.to_string(), pids.display().to_string()];
+    args.extend(cues.iter().map(ToString::to_string));
+    serde_json::json!({"command": python(), "args": args})
+}
+
+/// The pids a test server wrote to `file`, one per line.
+pub fn pids(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether a process is running (a zombie — dead, not yet reaped by
+/// whoever inherited it — is not).
+pub fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None)
+    })
+}
