@@ -45,7 +45,9 @@
 //!    [`metrics`]: the Prometheus metrics every layer records into.
 //!    [`bounded`]: reading an HTTP answer whole, never past a limit.
 //! 7. [`routing`]: a `model` string → a route, the only reader of one.
-//!    [`wire`]: the OpenAI shapes woollama composes, and SSE framing. Pure.
+//!    [`wire`]: the OpenAI shapes woollama composes, and SSE framing.
+//!    [`rawjson`]: a request body kept as bytes with its top-level fields
+//!    located, so pass-through rewrites `model` in place. Pure.
 //!
 //! [`examples`]: the bundled demo MCP servers (`woollama example-server`).
 
@@ -62,6 +64,7 @@ pub mod inference;
 pub mod mcp_surface;
 pub mod metrics;
 pub mod orchestrate;
+pub mod rawjson;
 pub mod routing;
 pub mod serve;
 pub mod tools;

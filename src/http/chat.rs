@@ -11,18 +11,19 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::access::Served;
 use super::error::ApiError;
-use super::json::{JsonObject, model_of};
+use super::json::{Forwardable, model_in};
 use super::passthrough::{forward, resolve};
 use crate::inference::Endpoint;
 use crate::routing::{Route, route};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
-    JsonObject(body): JsonObject,
+    Forwardable(body): Forwardable,
 ) -> Result<Response, ApiError> {
-    let model = model_of(&body)?.to_string();
+    let model = model_in(&body)?.into_owned();
     if let Route::Recipe(name) = route(&model, |p| state.inference.contains(p)) {
         let served = Served::new(&state, &model, "recipe");
+        let body = body.into_tree();
         let result = super::recipe::chat(&state, name, &model, &body).await;
         return Ok(served.answer(result, IntoResponse::into_response));
     }

@@ -15,12 +15,11 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::{ApiError, RequestError};
-use super::json::{JsonObject, model_of};
-use crate::inference::{Endpoint, Inferencer, Relay};
+use super::json::{Forwardable, model_in};
+use crate::inference::{Body as Forwarded, Endpoint, Inferencer, Relay};
 use crate::routing::{Route, route};
 
 /// A pass-through target: the inferencer and the bare model.
@@ -88,7 +87,7 @@ pub(super) async fn forward(
     state: &AppState,
     target: &Target,
     endpoint: Endpoint,
-    body: Map<String, Value>,
+    body: Forwarded,
 ) -> Result<Response, ApiError> {
     let relay = state
         .inference
@@ -153,10 +152,10 @@ pub(super) fn sse_response(body: Body) -> Response {
 
 async fn simple(
     state: AppState,
-    body: Map<String, Value>,
+    body: Forwarded,
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
-    let model = model_of(&body)?.to_string();
+    let model = model_in(&body)?.into_owned();
     let served = super::access::Served::new(&state, &model, "relayed");
     let result = match resolve(&state, &model, endpoint) {
         Ok(target) => forward(&state, &target, endpoint, body).await,
@@ -168,7 +167,7 @@ async fn simple(
 /// `POST /v1/embeddings`.
 pub async fn embeddings(
     State(state): State<AppState>,
-    JsonObject(body): JsonObject,
+    Forwardable(body): Forwardable,
 ) -> Result<Response, ApiError> {
     simple(state, body, Endpoint::Embeddings).await
 }
@@ -176,7 +175,7 @@ pub async fn embeddings(
 /// `POST /v1/images/generations`.
 pub async fn images(
     State(state): State<AppState>,
-    JsonObject(body): JsonObject,
+    Forwardable(body): Forwardable,
 ) -> Result<Response, ApiError> {
     simple(state, body, Endpoint::Images).await
 }

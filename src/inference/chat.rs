@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 
 use super::sse::{self, ChatEvent, DataLines};
 use super::{Error, Inferencer, Registry, claude, ollama, openai};
+use crate::rawjson::RawObject;
 use crate::wire::{self, ChunkHead};
 
 /// The largest answer of known length that pass-through reads whole before
@@ -53,6 +54,41 @@ impl Endpoint {
             Endpoint::Chat => "chat",
             Endpoint::Embeddings => "embedding",
             Endpoint::Images => "image",
+        }
+    }
+}
+
+/// A request body to pass through: as it came, with its top-level fields
+/// located (the usual case: forwarded with `model` rewritten in place), or
+/// as a tree (a body whose top level repeats a field woollama reads).
+#[derive(Debug)]
+pub enum Body {
+    Raw(RawObject),
+    Tree(Map<String, Value>),
+}
+
+impl Body {
+    /// Whether the body asks for a stream (`"stream": true`).
+    pub fn stream(&self) -> bool {
+        match self {
+            Body::Raw(r) => r.field("stream") == Some("true"),
+            Body::Tree(m) => m.get("stream").and_then(Value::as_bool) == Some(true),
+        }
+    }
+
+    /// Whether a top-level field is present and not `null`.
+    pub fn has(&self, field: &str) -> bool {
+        match self {
+            Body::Raw(r) => r.has(field),
+            Body::Tree(m) => m.get(field).is_some_and(|v| !v.is_null()),
+        }
+    }
+
+    /// The body as a tree (a raw body was validated as an object already).
+    pub fn into_tree(self) -> Map<String, Value> {
+        match self {
+            Body::Raw(r) => r.to_object().unwrap_or_default(),
+            Body::Tree(m) => m,
         }
     }
 }
@@ -110,9 +146,24 @@ impl Registry {
         inf: &Inferencer,
         endpoint: Endpoint,
         model: &str,
-        mut body: Map<String, Value>,
+        body: Body,
     ) -> Result<Relay, Error> {
-        let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+        let stream = body.stream();
+        let native = endpoint == Endpoint::Chat && inf.speaks_ollama() && body.has("options");
+        let mut body = match body {
+            // The usual case: `model` (and a chat's `stream`) rewritten in
+            // place, everything else as the client sent it.
+            Body::Raw(raw) if !inf.is_claude() && !native => {
+                let bare = serde_json::to_string(model).unwrap_or_default();
+                let bytes = if endpoint == Endpoint::Chat && !stream {
+                    raw.with(&[("model", &bare), ("stream", "false")])
+                } else {
+                    raw.with(&[("model", &bare)])
+                };
+                return self.post_and_relay(inf, endpoint, bytes, stream).await;
+            }
+            other => other.into_tree(),
+        };
         if inf.is_claude() {
             body.insert("model".into(), Value::String(model.to_string()));
             return self.claude_relay(model, &body, stream).await;
@@ -124,13 +175,25 @@ impl Registry {
             body.insert("stream".into(), Value::Bool(false));
         }
         body.insert("model".into(), Value::String(model.to_string()));
+        self.post_and_relay(inf, endpoint, bytes_of(&Value::Object(body)), stream)
+            .await
+    }
+
+    /// Posts a pass-through body and relays the answer.
+    async fn post_and_relay(
+        &self,
+        inf: &Inferencer,
+        endpoint: Endpoint,
+        body: Vec<u8>,
+        stream: bool,
+    ) -> Result<Relay, Error> {
         let timeout = self.timeout_for(endpoint);
         let resp = openai::post(
             self.client(),
             inf,
             endpoint.path(),
             None,
-            bytes_of(&Value::Object(body)),
+            body,
             timeout,
             stream,
         )

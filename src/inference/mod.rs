@@ -26,7 +26,7 @@ pub(crate) mod ollama;
 mod openai;
 pub mod sse;
 
-pub use chat::{CLIENT_TOOLS, Endpoint, Relay, claude_completion};
+pub use chat::{Body, CLIENT_TOOLS, Endpoint, Relay, claude_completion};
 pub use openai::RESPONSE_LIMIT;
 pub use sse::ChatEvent;
 
