@@ -212,12 +212,12 @@ impl Live {
         reloaded.servers = current
             .tools
             .reconfigure(&config.servers, Reserved::of(&config));
-        *guard = AppState {
+        *guard = AppState(Arc::new(Shared {
             config,
             inference,
             conversation_store,
-            ..current
-        };
+            ..(*current.0).clone()
+        }));
         Ok(reloaded)
     }
 }
@@ -229,9 +229,23 @@ pub enum Error {
     Client(String),
 }
 
-/// What every handler shares: cheap-to-clone handles.
+/// What every handler shares. One `Arc`: axum's `State` extractor and the
+/// middleware take their own copy several times per request, and copying
+/// the handles one by one (a dozen reference counts and a cancellation
+/// token's lock) showed in the pass-through's profile.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles inside an [`AppState`].
+#[derive(Debug, Clone)]
+pub struct Shared {
     pub config: Arc<Config>,
     pub inference: Registry,
     /// The MCP downstreams.
@@ -291,7 +305,7 @@ impl AppState {
         );
         let conversation_store =
             Store::from_config(config.conversation_store.as_ref(), &tools, &client);
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             config,
             inference,
             tools,
@@ -300,7 +314,7 @@ impl AppState {
             metrics,
             started: crate::wire::now(),
             shutdown: CancellationToken::new(),
-        })
+        })))
     }
 
     /// Records the TCP address this process serves `/mcp` on, so that a

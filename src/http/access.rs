@@ -21,8 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
@@ -158,40 +157,57 @@ fn route_label(path: &str) -> &'static str {
 
 /// The middleware: times the request, and when its answer ends, counts it
 /// and logs it.
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let in_flight = state.metrics.in_flight();
-    let response = next.run(req).await;
-    let head = started.elapsed();
-    let served = response.extensions().get::<Served>().cloned();
-    let stream = response
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let record = Record {
-        metrics: state.metrics.clone(),
-        log: state.config.settings.access_log,
-        method: method_label(&method),
-        route: route_label(&path),
-        path,
-        status: response.status().as_u16(),
-        served,
-        started,
-        head,
-        first_byte: None,
-        _in_flight: in_flight,
-        _stream: stream.then(|| state.metrics.stream()),
-    };
-    let (parts, body) = response.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(Observed {
-            body,
-            record: Some(record),
-        }),
-    )
+/// A request being watched, from when the gate let it in.
+pub struct Watch {
+    started: Instant,
+    method: &'static str,
+    path: String,
+    in_flight: Held,
+}
+
+impl Watch {
+    /// Starts the clock and counts the request in flight.
+    pub fn start(state: &AppState, req: &Request) -> Watch {
+        Watch {
+            started: Instant::now(),
+            method: method_label(req.method()),
+            path: req.uri().path().to_string(),
+            in_flight: state.metrics.in_flight(),
+        }
+    }
+
+    /// The answer, with a body that logs and counts the request when it
+    /// ends (or is dropped).
+    pub fn finish(self, state: &AppState, response: Response) -> Response {
+        let head = self.started.elapsed();
+        let served = response.extensions().get::<Served>().cloned();
+        let stream = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let record = Record {
+            metrics: state.metrics.clone(),
+            log: state.config.settings.access_log,
+            method: self.method,
+            route: route_label(&self.path),
+            path: self.path,
+            status: response.status().as_u16(),
+            served,
+            started: self.started,
+            head,
+            first_byte: None,
+            _in_flight: self.in_flight,
+            _stream: stream.then(|| state.metrics.stream()),
+        };
+        let (parts, body) = response.into_parts();
+        Response::from_parts(
+            parts,
+            Body::new(Observed {
+                body,
+                record: Some(record),
+            }),
+        )
+    }
 }
 
 /// What is known about a request until its answer ends.

@@ -27,9 +27,8 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, RequestError};
@@ -116,24 +115,26 @@ fn refuse(req: &Request, e: ApiError) -> Response {
     }
 }
 
-pub async fn require(State(auth): State<SurfaceAuth>, mut req: Request, next: Next) -> Response {
-    if let Err(e) = check_host(&auth, &req).and_then(|()| check_origin(&auth, &req)) {
-        return refuse(&req, e);
+/// The refusal for `req`, if it may not in: the `Host` and `Origin` rules,
+/// then the token — or a delegate's grant, which opens `/mcp` only (its
+/// scope is attached to the request for the MCP surface).
+pub fn refusal(auth: &SurfaceAuth, req: &mut Request) -> Option<Response> {
+    if let Err(e) = check_host(auth, req).and_then(|()| check_origin(auth, req)) {
+        return Some(refuse(req, e));
     }
-    if let Some(scope) = bearer(&req).and_then(|t| auth.grants.scope(t)) {
+    if let Some(scope) = bearer(req).and_then(|t| auth.grants.scope(t)) {
         if req.uri().path() == "/mcp" {
             req.extensions_mut().insert(scope);
-            return next.run(req).await;
+            return None;
         }
-        return refuse(
-            &req,
+        return Some(refuse(
+            req,
             RequestError::Unauthorized("a delegate's grant opens /mcp only").into(),
-        );
+        ));
     }
-    match check(&auth, &req) {
-        Ok(()) => next.run(req).await,
-        Err(reason) => refuse(&req, RequestError::Unauthorized(reason).into()),
-    }
+    check(auth, req)
+        .err()
+        .map(|reason| refuse(req, RequestError::Unauthorized(reason).into()))
 }
 
 /// The middleware.

@@ -13,38 +13,50 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
+use std::time::Duration;
+
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
-/// The middleware.
-pub async fn close_if_unread(req: Request, next: Next) -> Response {
+/// Hands `req` on with a body that notes when it has been read to its end
+/// and, when `timeout` is not zero, fails once `timeout` passes before then
+/// (`limits`: a body that never comes). The flag is `None` for a request
+/// with no body, which is read as soon as it arrives.
+pub fn watch(req: Request, timeout: Duration) -> (Request, Option<Arc<AtomicBool>>) {
     if req.body().is_end_stream() {
-        return next.run(req).await;
+        return (req, None);
     }
     let read = Arc::new(AtomicBool::new(false));
+    let deadline = (!timeout.is_zero()).then(|| (Box::pin(tokio::time::sleep(timeout)), timeout));
     let req = req.map(|body| {
-        Body::new(Tracked {
+        Body::new(Watched {
             inner: body,
             read: Arc::clone(&read),
+            deadline,
         })
     });
-    let mut resp = next.run(req).await;
-    if !read.load(Ordering::Acquire) {
+    (req, Some(read))
+}
+
+/// Marks `resp` `Connection: close` if the body behind `read` was not read
+/// to its end.
+pub fn mark(mut resp: Response, read: Option<Arc<AtomicBool>>) -> Response {
+    if read.is_some_and(|r| !r.load(Ordering::Acquire)) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
 
-/// A request body that notes when it has been read to its end.
-struct Tracked {
+/// A request body: notes its end, and keeps its deadline.
+struct Watched {
     inner: Body,
     read: Arc<AtomicBool>,
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
 }
 
-impl HttpBody for Tracked {
+impl HttpBody for Watched {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -53,10 +65,19 @@ impl HttpBody for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.read.store(true, Ordering::Release);
+        if polled.is_ready() {
+            if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+                self.read.store(true, Ordering::Release);
+            }
+            return polled;
         }
-        polled
+        if let Some((sleep, timeout)) = &mut self.deadline
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            let e = super::limits::BodyTimeout(*timeout);
+            return Poll::Ready(Some(Err(axum::Error::new(e))));
+        }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {

@@ -9,15 +9,10 @@
 //!   connection is closed — a client cannot hold a connection and a task
 //!   forever by promising bytes it never sends.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use http_body::{Body as _, Frame, SizeHint};
 
 use super::error::{ApiError, RequestError};
 
@@ -29,64 +24,22 @@ pub const HEADER_LIMIT: usize = 32 * 1024;
 #[error("the request body did not arrive within {}s", .0.as_secs_f64())]
 pub struct BodyTimeout(pub Duration);
 
-/// The middleware: the header limit, and the body's deadline.
-pub async fn enforce(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+/// The header limit: the refusal for a request whose header names and
+/// values come to more than [`HEADER_LIMIT`] bytes. (The body's deadline is
+/// kept by the body the gate hands on: `keepalive::watch`.)
+pub fn header_refusal(req: &Request) -> Option<Response> {
     let size: usize = req
         .headers()
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len())
         .sum();
-    if size > HEADER_LIMIT {
-        return ApiError::from(RequestError::HeadersTooLarge {
+    (size > HEADER_LIMIT).then(|| {
+        ApiError::from(RequestError::HeadersTooLarge {
             size,
             limit: HEADER_LIMIT,
         })
-        .into_response();
-    }
-    if req.body().is_end_stream() || timeout.is_zero() {
-        return next.run(req).await;
-    }
-    let req = req.map(|body| {
-        Body::new(Deadline {
-            inner: body,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-            timeout,
-        })
-    });
-    next.run(req).await
-}
-
-/// A body that fails once its deadline passes before its end.
-struct Deadline {
-    inner: Body,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    timeout: Duration,
-}
-
-impl http_body::Body for Deadline {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        if let Poll::Ready(r) = Pin::new(&mut self.inner).poll_frame(cx) {
-            return Poll::Ready(r);
-        }
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(self.timeout)))));
-        }
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+        .into_response()
+    })
 }
 
 /// The body's deadline, if `e` (a body read error) is that.

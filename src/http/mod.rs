@@ -1,18 +1,21 @@
-//! The axum application: one file per route family, one error type, the
-//! surface-auth layer.
+//! The axum application: one file per route family, one error type, and
+//! the gate every request passes (`gate`).
 //!
-//! [`router`] builds the routes over an [`AppState`] with no auth (the Unix
-//! socket, and in-process tests through `tower::ServiceExt::oneshot`);
-//! [`with_surface_auth`] wraps it for the TCP listener. Every answer given
-//! before the request body was read whole says `Connection: close`
-//! (`keepalive`), so a keep-alive client never sends its next request on a
-//! connection the server is about to drop.
+//! [`router`] builds the routes over an [`AppState`] with no auth (in-process
+//! tests through `tower::ServiceExt::oneshot`); [`with_surface_auth`] puts
+//! them behind the gate with surface auth for the TCP listener, and
+//! [`unguarded`] behind the gate without it for the Unix socket. The gate
+//! watches the request body (its deadline; `Connection: close` on an answer
+//! given before it was read whole, so a keep-alive client never sends its
+//! next request on a connection the server is about to drop), observes the
+//! request (access log, metrics), and applies the header limit and auth.
 
 pub mod access;
 pub mod auth;
 mod chat;
 mod conversations;
 pub mod error;
+mod gate;
 pub mod json;
 mod keepalive;
 pub mod limits;
@@ -82,31 +85,18 @@ pub fn with_surface_auth(router: Router, live: &Live) -> Router {
     guarded(router, live, auth)
 }
 
-/// The routes behind `auth`, observed (access log and metrics, refusals
-/// included) and with the keep-alive rule outermost.
+/// The routes behind `auth`, through the gate (`gate`: the body watched,
+/// the request observed, the header limit, then `auth`).
 pub fn guarded(router: Router, live: &Live, auth: auth::SurfaceAuth) -> Router {
-    let router = router.layer(axum::middleware::from_fn_with_state(auth, auth::require));
-    with_keepalive(observed(router, live))
+    let gate = gate::Gate::new(live, Some(auth));
+    router.layer(axum::middleware::from_fn_with_state(gate, gate::gate))
 }
 
-/// The Unix socket's app: observed, no auth (its 0600 mode is the boundary).
+/// The Unix socket's app: through the gate with no auth (its 0600 mode is
+/// the boundary).
 pub fn unguarded(router: Router, live: &Live) -> Router {
-    with_keepalive(observed(router, live))
-}
-
-/// Every answer logged and counted when it ends (`access`), after the
-/// request limits (`limits`).
-fn observed(router: Router, live: &Live) -> Router {
-    let timeout = live.load().config.settings.body_timeout;
-    router
-        .layer(axum::middleware::from_fn_with_state(
-            timeout,
-            limits::enforce,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            live.clone(),
-            access::observe,
-        ))
+    let gate = gate::Gate::new(live, None);
+    router.layer(axum::middleware::from_fn_with_state(gate, gate::gate))
 }
 
 /// The Messages translation, for the property tests.
@@ -123,13 +113,6 @@ pub(crate) fn responses_translate_for_tests(
     body: &serde_json::Map<String, serde_json::Value>,
 ) -> bool {
     responses::translate_for_tests(body)
-}
-
-/// The outermost layer of a listener's app: an answer given before the
-/// request body was read says `Connection: close` (`keepalive`). Outermost,
-/// so a refusal by surface auth is covered too.
-fn with_keepalive(router: Router) -> Router {
-    router.layer(axum::middleware::from_fn(keepalive::close_if_unread))
 }
 
 async fn not_found(req: Request) -> ApiError {
