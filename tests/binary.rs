@@ -520,3 +520,35 @@ async fn acknowledged_conversations_survive_a_kill_mid_write() {
         lost.len()
     );
 }
+
+/// Plain-http upstreams go through hyper's client directly — unless a proxy
+/// variable is set, when every call goes through reqwest, which honours it:
+/// here the "proxy" is the mock, and the upstream's host does not exist.
+#[tokio::test]
+async fn a_proxy_variable_is_honoured_for_plain_http_upstreams() {
+    let proxy = Mock::start().await;
+    let d = dirs();
+    std::fs::write(
+        d.config.join("inferencers.toml"),
+        "[inferencers.far]\nbase_url = \"http://upstream.invalid/v1\"\n\
+         [inferencers.ollama]\ndiscover = false\n",
+    )
+    .expect("write");
+    let mut c = command(&d, &[]);
+    c.env("HTTP_PROXY", proxy.base_url().trim_end_matches("/v1"));
+    let daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", daemon.base))
+        .json(&json!({"model": "far/m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(resp.status(), 200, "{}", daemon.log());
+    let seen = proxy.only_request();
+    assert_eq!(seen.path, "/v1/chat/completions");
+    assert_eq!(
+        seen.headers.get("host").and_then(|h| h.to_str().ok()),
+        Some("upstream.invalid")
+    );
+    assert_eq!(seen.body["model"], json!("m"));
+}

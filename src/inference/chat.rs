@@ -22,6 +22,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
 
 use super::sse::{self, ChatEvent, DataLines};
+use super::upstream::Answer;
 use super::{Error, Inferencer, Registry, claude, ollama, openai};
 use crate::rawjson::RawObject;
 use crate::wire::{self, ChunkHead};
@@ -190,6 +191,7 @@ impl Registry {
         let timeout = self.timeout_for(endpoint);
         let resp = openai::post(
             self.client(),
+            self.fast(),
             inf,
             endpoint.path(),
             None,
@@ -308,12 +310,13 @@ impl Registry {
         model: &str,
         body: &Map<String, Value>,
         stream: bool,
-    ) -> Result<(reqwest::Response, Duration), Error> {
+    ) -> Result<(Answer, Duration), Error> {
         let url = format!("{}/api/chat", ollama::native_root(&inf.spec.base_url));
         let request = Value::Object(ollama::to_native_request(body, model, stream));
         let timeout = self.timeouts().native;
         let resp = openai::post(
             self.client(),
+            self.fast(),
             inf,
             "",
             Some(url),
@@ -345,11 +348,21 @@ impl Registry {
         inf: &Inferencer,
         body: &Value,
         streaming: bool,
-    ) -> Result<(reqwest::Response, Duration), Error> {
+    ) -> Result<(Answer, Duration), Error> {
         let timeout = self.timeouts().chat;
         let path = Endpoint::Chat.path();
         let body = bytes_of(body);
-        let resp = openai::post(self.client(), inf, path, None, body, timeout, streaming).await?;
+        let resp = openai::post(
+            self.client(),
+            self.fast(),
+            inf,
+            path,
+            None,
+            body,
+            timeout,
+            streaming,
+        )
+        .await?;
         Ok((resp, timeout))
     }
 
@@ -577,13 +590,12 @@ pub const CLIENT_TOOLS: &str = "claude-code/<model> cannot call the client's own
 async fn relayed(
     inf: &Inferencer,
     url: &str,
-    resp: reqwest::Response,
+    resp: Answer,
     stream: bool,
     timeout: Duration,
 ) -> Result<Relay, Error> {
     let content_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
+        .header(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(if stream {
             "text/event-stream"

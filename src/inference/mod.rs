@@ -25,6 +25,7 @@ pub mod claude;
 pub(crate) mod ollama;
 mod openai;
 pub mod sse;
+mod upstream;
 
 pub use chat::{Body, CLIENT_TOOLS, Endpoint, Relay, claude_completion};
 pub use openai::RESPONSE_LIMIT;
@@ -160,7 +161,15 @@ pub struct Inferencer {
     pub(crate) metrics: crate::metrics::Metrics,
     /// The endpoints' URLs, parsed once (parsing a URL with its IDNA rules
     /// for every request was a tenth of a pass-through's CPU).
-    urls: Vec<(&'static str, reqwest::Url)>,
+    urls: Vec<(&'static str, EndpointUrl)>,
+}
+
+/// One endpoint's URL, parsed for reqwest and, for a plain-http upstream,
+/// for the fast client (`upstream`).
+#[derive(Debug)]
+pub(crate) struct EndpointUrl {
+    pub url: reqwest::Url,
+    pub fast: Option<http::Uri>,
 }
 
 /// The paths under a base URL that calls go to.
@@ -172,10 +181,14 @@ const PATHS: &[&str] = &[
     "messages/count_tokens",
 ];
 
-fn parsed_urls(base: &str) -> Vec<(&'static str, reqwest::Url)> {
+fn parsed_urls(base: &str) -> Vec<(&'static str, EndpointUrl)> {
     PATHS
         .iter()
-        .filter_map(|p| Some((*p, reqwest::Url::parse(&format!("{base}/{p}")).ok()?)))
+        .filter_map(|p| {
+            let url = reqwest::Url::parse(&format!("{base}/{p}")).ok()?;
+            let fast = upstream::fast_uri(&url);
+            Some((*p, EndpointUrl { url, fast }))
+        })
         .collect()
 }
 
@@ -256,6 +269,11 @@ impl Inferencer {
 
     /// `<base_url>/<path>` parsed, for the paths calls go to.
     pub(crate) fn parsed_url(&self, path: &str) -> Option<&reqwest::Url> {
+        self.endpoint(path).map(|e| &e.url)
+    }
+
+    /// The endpoint at `path`, parsed, for the paths calls go to.
+    pub(crate) fn endpoint(&self, path: &str) -> Option<&EndpointUrl> {
         self.urls.iter().find(|(p, _)| *p == path).map(|(_, u)| u)
     }
 }
@@ -269,6 +287,8 @@ pub const CLAUDE_CODE: &str = "claude-code";
 pub struct Registry {
     inferencers: Arc<BTreeMap<String, Arc<Inferencer>>>,
     client: reqwest::Client,
+    /// Plain-http upstreams' client (`upstream`), unless a proxy is set.
+    fast: Option<upstream::Fast>,
     timeouts: Timeouts,
     claude_code: Arc<Inferencer>,
     claude: Arc<claude::ClaudeCli>,
@@ -292,6 +312,7 @@ impl Registry {
         Self {
             inferencers: Arc::new(inferencers),
             client: client.clone(),
+            fast: upstream::Fast::unless_proxied(),
             timeouts: Timeouts::default(),
             claude_code: Arc::new(Inferencer::claude_code(metrics.clone())),
             claude: Arc::new(claude::ClaudeCli::new(
@@ -393,6 +414,10 @@ impl Registry {
         &self.client
     }
 
+    fn fast(&self) -> Option<&upstream::Fast> {
+        self.fast.as_ref()
+    }
+
     /// The models a provider lists at `GET <base_url>/models`, within
     /// `timeout`.
     pub async fn discover(
@@ -406,11 +431,14 @@ impl Registry {
 
 /// The process's one HTTP client: rustls with the ring provider, pooled
 /// connections, no overall timeout (each call sets its own).
+/// What woollama calls itself to upstreams.
+pub const USER_AGENT: &str = concat!("woollama/", env!("CARGO_PKG_VERSION"));
+
 pub fn build_client() -> Result<reqwest::Client, reqwest::Error> {
     // Err only means a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .user_agent(concat!("woollama/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)

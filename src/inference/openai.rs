@@ -9,60 +9,84 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use futures_util::Stream;
+use http::HeaderValue;
+use http_body_util::Full;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 
+use super::upstream::{Answer, BodyError, Fast, root_cause};
 use super::{Error, Inferencer};
 use crate::bounded;
 
-/// The innermost cause of a reqwest error ("Connection refused (os error
-/// 111)"), without the URL reqwest puts in its own message.
-fn root_cause(e: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
 fn transport_error(inf: &Inferencer, url: &str, e: &reqwest::Error, after: Duration) -> Error {
     if e.is_timeout() {
-        Error::Timeout {
-            inferencer: inf.name().to_string(),
-            url: url.to_string(),
-            after,
-        }
+        timeout_error(inf, url, after)
     } else {
-        Error::Unreachable {
-            inferencer: inf.name().to_string(),
-            url: url.to_string(),
-            cause: root_cause(e),
-        }
+        unreachable_error(inf, url, root_cause(e))
+    }
+}
+
+fn timeout_error(inf: &Inferencer, url: &str, after: Duration) -> Error {
+    Error::Timeout {
+        inferencer: inf.name().to_string(),
+        url: url.to_string(),
+        after,
+    }
+}
+
+fn unreachable_error(inf: &Inferencer, url: &str, cause: String) -> Error {
+    Error::Unreachable {
+        inferencer: inf.name().to_string(),
+        url: url.to_string(),
+        cause,
+    }
+}
+
+/// A body that stopped, as the inferencer's error.
+fn body_error(inf: &Inferencer, url: &str, e: BodyError, after: Duration) -> Error {
+    match e {
+        BodyError::Timeout => timeout_error(inf, url, after),
+        BodyError::Broken(cause) => unreachable_error(inf, url, cause),
     }
 }
 
 /// The most of an upstream error body we keep.
 const ERROR_BODY_LIMIT: usize = 1 << 20;
 
-/// POSTs a JSON body to `<base_url>/<path>`. Returns the response once its
+/// POSTs a JSON body to `<base_url>/<path>`. Returns the answer once its
 /// status is known to be a success; an error status becomes
-/// [`Error::Upstream`] carrying the upstream's body.
+/// [`Error::Upstream`] carrying the upstream's body. A plain-http upstream
+/// is called through `fast` when there is one (`upstream`).
+#[allow(clippy::too_many_arguments, reason = "one call's whole description")]
 pub async fn post(
     client: &reqwest::Client,
+    fast: Option<&Fast>,
     inf: &Inferencer,
     path: &str,
     url_override: Option<String>,
     body: Vec<u8>,
     timeout: Duration,
     streaming: bool,
-) -> Result<reqwest::Response, Error> {
-    let parsed = url_override
-        .is_none()
-        .then(|| inf.parsed_url(path))
-        .flatten();
+) -> Result<Answer, Error> {
+    let endpoint = url_override.is_none().then(|| inf.endpoint(path)).flatten();
+    if let (Some(fast), Some(uri)) = (fast, endpoint.and_then(|e| e.fast.as_ref())) {
+        let mut req = http::Request::post(uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, super::USER_AGENT);
+        if streaming {
+            req = req.header(ACCEPT, "text/event-stream");
+        }
+        if let Some(key) = inf.auth()? {
+            req = req.header(AUTHORIZATION, bearer(inf, key)?);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| unreachable_error(inf, &inf.url(path), e.to_string()))?;
+        return exchange(inf, inf.url(path), timeout, streaming, fast.send(req)).await;
+    }
     let url = url_override.unwrap_or_else(|| inf.url(path));
-    let mut req = match parsed {
-        Some(u) => client.post(u.clone()),
+    let mut req = match endpoint {
+        Some(e) => client.post(e.url.clone()),
         None => client.post(&url),
     }
     .header(CONTENT_TYPE, "application/json")
@@ -78,6 +102,18 @@ pub async fn post(
     send(req, inf, url, timeout).await
 }
 
+/// `Bearer <key>`, marked sensitive (never in a debug print).
+fn bearer(inf: &Inferencer, key: &crate::config::Secret) -> Result<HeaderValue, Error> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+        Error::BadResponse {
+            inferencer: inf.name().to_string(),
+            detail: "the API key is not a valid header value".into(),
+        }
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 /// Sends a built request within `timeout` (for the headers); an error status
 /// becomes [`Error::Upstream`] with the upstream's body.
 pub async fn send(
@@ -85,31 +121,51 @@ pub async fn send(
     inf: &Inferencer,
     url: String,
     timeout: Duration,
-) -> Result<reqwest::Response, Error> {
+) -> Result<Answer, Error> {
+    let sent = async {
+        match req.send().await {
+            Ok(r) => Ok(Answer::from_reqwest(r)),
+            Err(e) if e.is_timeout() => Err(None),
+            Err(e) => Err(Some(root_cause(&e))),
+        }
+    };
+    // reqwest keeps a non-streamed call's whole deadline itself.
+    exchange(inf, url, timeout, true, sent).await
+}
+
+/// Awaits an answer's head within the first-byte limit, times and counts
+/// it, and turns an error status into [`Error::Upstream`]. A non-streamed
+/// answer's body must then arrive within what is left of `timeout`.
+async fn exchange<E: Into<Option<String>>>(
+    inf: &Inferencer,
+    url: String,
+    timeout: Duration,
+    streaming: bool,
+    sent: impl std::future::Future<Output = Result<Answer, E>>,
+) -> Result<Answer, Error> {
     // The inferencer's own first-byte limit, when it has one.
-    let timeout = inf.spec.first_byte_timeout.unwrap_or(timeout);
+    let first_byte = inf.spec.first_byte_timeout.unwrap_or(timeout);
     let started = std::time::Instant::now();
-    let sent = tokio::time::timeout(timeout, req.send()).await;
+    let deadline = (!streaming).then(|| tokio::time::Instant::now() + timeout);
+    let sent = tokio::time::timeout(first_byte, sent).await;
     let ok = matches!(&sent, Ok(Ok(r)) if r.status().is_success());
     inf.metrics.upstream(inf.name(), started.elapsed(), ok);
     let resp = match sent {
-        Err(_) => {
-            return Err(Error::Timeout {
-                inferencer: inf.name().to_string(),
-                url,
-                after: timeout,
+        Err(_) => return Err(timeout_error(inf, &url, first_byte)),
+        Ok(Err(e)) => {
+            return Err(match e.into() {
+                None => timeout_error(inf, &url, first_byte),
+                Some(cause) => unreachable_error(inf, &url, cause),
             });
         }
-        Ok(Err(e)) => return Err(transport_error(inf, &url, &e, timeout)),
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => r.by(deadline),
     };
     if resp.status().is_success() {
         return Ok(resp);
     }
     let status = resp.status();
     let content_type = resp
-        .headers()
-        .get(CONTENT_TYPE)
+        .header(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let body = match tokio::time::timeout(timeout, bounded::head(resp, ERROR_BODY_LIMIT)).await {
@@ -135,16 +191,16 @@ pub const RESPONSE_LIMIT: usize = 32 * 1024 * 1024;
 pub async fn read_body(
     inf: &Inferencer,
     url: &str,
-    resp: reqwest::Response,
+    resp: Answer,
     timeout: Duration,
 ) -> Result<Bytes, Error> {
     read_body_limited(inf, url, resp, timeout, RESPONSE_LIMIT).await
 }
 
-async fn read_body_limited(
+async fn read_body_limited<S: bounded::Source<Error = BodyError>>(
     inf: &Inferencer,
     url: &str,
-    resp: reqwest::Response,
+    resp: S,
     timeout: Duration,
     limit: usize,
 ) -> Result<Bytes, Error> {
@@ -154,7 +210,7 @@ async fn read_body_limited(
             url: url.to_string(),
             limit,
         },
-        bounded::Read::Transport(e) => transport_error(inf, url, &e, timeout),
+        bounded::Read::Transport(e) => body_error(inf, url, e, timeout),
     })
 }
 
@@ -163,26 +219,25 @@ async fn read_body_limited(
 /// connection, which is how a client that goes away cancels the upstream.
 pub fn relay(
     inf: &Inferencer,
-    resp: reqwest::Response,
+    resp: Answer,
     idle: Duration,
 ) -> impl Stream<Item = Result<Bytes, Error>> + Send + 'static {
     let idle = inf.spec.idle_timeout.unwrap_or(idle);
     let name = inf.name().to_string();
     let url = resp.url().to_string();
     let metrics = inf.metrics.clone();
-    let body = resp.bytes_stream();
-    futures_util::stream::unfold(Some(Box::pin(body)), move |state| {
+    futures_util::stream::unfold(Some(resp), move |state| {
         let name = name.clone();
         let url = url.clone();
         let metrics = metrics.clone();
         async move {
             let mut body = state?;
-            let next = tokio::time::timeout(idle, body.next()).await;
-            if !matches!(next, Ok(None | Some(Ok(_)))) {
+            let next = tokio::time::timeout(idle, body.chunk()).await;
+            if !matches!(next, Ok(Ok(_))) {
                 metrics.upstream_error(&name);
             }
             match next {
-                Err(_) => Some((
+                Err(_) | Ok(Err(BodyError::Timeout)) => Some((
                     Err(Error::Timeout {
                         inferencer: name,
                         url,
@@ -190,13 +245,13 @@ pub fn relay(
                     }),
                     None,
                 )),
-                Ok(None) => None,
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
-                Ok(Some(Err(e))) => Some((
+                Ok(Ok(None)) => None,
+                Ok(Ok(Some(chunk))) => Some((Ok(chunk), Some(body))),
+                Ok(Err(BodyError::Broken(cause))) => Some((
                     Err(Error::Unreachable {
                         inferencer: name,
                         url,
-                        cause: format!("the stream broke off: {}", root_cause(&e)),
+                        cause: format!("the stream broke off: {cause}"),
                     }),
                     None,
                 )),
@@ -230,6 +285,7 @@ pub async fn discover(
             detail: format!("GET {url} answered {}", resp.status()),
         });
     }
+    let resp = Answer::from_reqwest(resp);
     let body = read_body_limited(inf, &url, resp, timeout, MODELS_LIMIT).await?;
     let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
         inferencer: inf.name().to_string(),
