@@ -13,6 +13,7 @@
 //!
 //! Every measuring command prints one JSON object on stdout.
 
+mod chart;
 mod cpu;
 mod mcp;
 mod report;

@@ -998,8 +998,50 @@ fn render(r: &Results, machine: &str) -> String {
 pub fn write(results: &Path, out: &Path, repo: &Path) -> anyhow::Result<()> {
     let r = read(results)?;
     let described = r.run.as_ref().and_then(|run| run.machine.clone());
-    let md = render(&r, &described.unwrap_or_else(|| machine(repo)));
+    let mut md = render(&r, &described.unwrap_or_else(|| machine(repo)));
+    // The chart beside the report (`<report>.svg`), linked from its top.
+    if let Some((c, bars)) = chart_bars(&r) {
+        let title = r.run.as_ref().map_or_else(String::new, |run| {
+            format!("Run of {} ({})", run.date, run.mode)
+        });
+        let path = out.with_extension("svg");
+        std::fs::write(&path, crate::chart::svg(&bars, c, &title))
+            .with_context(|| format!("writing {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(end) = md.find('\n') {
+            md.insert_str(
+                end + 1,
+                &format!("\n![req/s, CPU per request and latency by router]({name})\n"),
+            );
+        }
+    }
     std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))
+}
+
+/// The chart's figures: the non-streaming step at the highest concurrency
+/// every target ran, per target.
+fn chart_bars(r: &Results) -> Option<(u32, Vec<crate::chart::Bar>)> {
+    let targets = r.targets();
+    let c = [64, 16, 1]
+        .into_iter()
+        .find(|c| targets.iter().all(|t| r.nonstream(t, *c).is_some()))?;
+    let bars = targets
+        .iter()
+        .filter_map(|t| {
+            let (w, _) = r.nonstream(t, c)?;
+            let l = w.ms();
+            Some(crate::chart::Bar {
+                name: t.clone(),
+                rps: w.rps(),
+                cpu_us: r.cpu_per_request(t, c),
+                latency_ms: [l.p50, l.p90, l.p99],
+            })
+        })
+        .collect();
+    Some((c, bars))
 }
 
 #[cfg(test)]
