@@ -743,3 +743,76 @@ async fn upstream_timeouts_are_settings() {
     .await;
     assert!(msg.starts_with("inferencer 'mock' did not answer"), "{msg}");
 }
+
+/// A non-streamed call's whole deadline bounds its headers too, even when
+/// the first-byte allowance is longer (the exchange is over at the
+/// deadline, not after it).
+#[tokio::test]
+async fn a_long_first_byte_allowance_does_not_outlast_the_call() {
+    let mock = Mock::start().await;
+    mock.push(Reply::Stall);
+    let app = Setup::new(&mock)
+        .short_timeouts(Duration::from_millis(300))
+        .env("WOOLLAMA_UPSTREAM_FIRST_BYTE_SECS", "600")
+        .start()
+        .await;
+    let msg = expect_error(
+        app.post("/v1/chat/completions", json!({"model": "mock/m"}))
+            .await,
+        504,
+        "server_error",
+    )
+    .await;
+    assert!(msg.contains("did not answer within 0.3s"), "{msg}");
+}
+
+/// Credentials in a plain-http base URL become Basic auth, as reqwest does
+/// (such an upstream is not called through the fast client, which would
+/// drop them).
+#[tokio::test]
+async fn credentials_in_a_base_url_are_sent() {
+    let mock = Mock::start().await;
+    let base = mock.base_url().replace("http://", "http://user:pw@");
+    let app = Setup::new(&mock)
+        .inferencers(&format!("[inferencers.locked]\nbase_url = \"{base}\"\n"))
+        .start()
+        .await;
+    let r = app
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "locked/m", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let seen = mock.only_request();
+    assert_eq!(
+        seen.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some("Basic dXNlcjpwdw==")
+    );
+}
+
+/// A body whose JSON text is well formed but holds a string that is not
+/// text (a lone surrogate) is refused where woollama needs it as a tree (a
+/// recipe), never run as an empty request.
+#[tokio::test]
+async fn a_string_that_is_not_text_is_refused_where_the_body_is_read() {
+    let mock = Mock::start().await;
+    let app = Setup::new(&mock)
+        .recipes("[recipes.plain]\ninferencer = \"mock/m\"\n")
+        .start()
+        .await;
+    let body = r#"{"model":"woollama/plain","messages":[{"role":"user","content":"\ud800"}]}"#;
+    let r = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    let msg = expect_error(r, 400, "invalid_request_error").await;
+    assert!(msg.contains("not valid JSON"), "{msg}");
+    assert!(mock.requests().is_empty(), "the recipe ran");
+}

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::access::Served;
-use super::error::ApiError;
+use super::error::{ApiError, RequestError};
 use super::json::{Forwardable, model_in};
 use super::passthrough::{forward, resolve};
 use crate::inference::Endpoint;
@@ -23,7 +23,7 @@ pub async fn chat_completions(
     let model = model_in(&body)?.into_owned();
     if let Route::Recipe(name) = route(&model, |p| state.inference.contains(p)) {
         let served = Served::new(&state, &model, "recipe");
-        let body = body.into_tree();
+        let body = body.into_tree().map_err(RequestError::NotJson)?;
         let result = super::recipe::chat(&state, name, &model, &body).await;
         return Ok(served.answer(result, IntoResponse::into_response));
     }

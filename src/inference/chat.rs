@@ -85,11 +85,16 @@ impl Body {
         }
     }
 
-    /// The body as a tree (a raw body was validated as an object already).
-    pub fn into_tree(self) -> Map<String, Value> {
+    /// The body as a tree. A raw body was checked as JSON text already, but
+    /// not every string in it was decoded: one that is not text (a lone
+    /// `\ud800`) fails here, with serde_json's words.
+    pub fn into_tree(self) -> Result<Map<String, Value>, String> {
         match self {
-            Body::Raw(r) => r.to_object().unwrap_or_default(),
-            Body::Tree(m) => m,
+            Body::Raw(r) => r.to_object().map_err(|e| match e {
+                crate::rawjson::Refused::NotJson(why) => why,
+                other => format!("{other:?}"),
+            }),
+            Body::Tree(m) => Ok(m),
         }
     }
 }
@@ -163,7 +168,9 @@ impl Registry {
                 };
                 return self.post_and_relay(inf, endpoint, bytes, stream).await;
             }
-            other => other.into_tree(),
+            other => other.into_tree().map_err(|why| {
+                Error::Refused(format!("the request body is not valid JSON: {why}"))
+            })?,
         };
         if inf.is_claude() {
             body.insert("model".into(), Value::String(model.to_string()));

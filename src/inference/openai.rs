@@ -144,7 +144,14 @@ async fn exchange<E: Into<Option<String>>>(
     sent: impl std::future::Future<Output = Result<Answer, E>>,
 ) -> Result<Answer, Error> {
     // The inferencer's own first-byte limit, when it has one.
+    // A non-streamed call's whole exchange, headers included, is bounded
+    // by `timeout` too.
     let first_byte = inf.spec.first_byte_timeout.unwrap_or(timeout);
+    let first_byte = if streaming {
+        first_byte
+    } else {
+        first_byte.min(timeout)
+    };
     let started = std::time::Instant::now();
     let deadline = (!streaming).then(|| tokio::time::Instant::now() + timeout);
     let sent = tokio::time::timeout(first_byte, sent).await;

@@ -7,8 +7,10 @@
 //! its own layers, together about a fifth of a pass-through's instructions.
 //! Everything else goes through reqwest: TLS upstreams, and any call at all
 //! when a proxy variable (`HTTP_PROXY`, `ALL_PROXY`, either case) is set,
-//! since reqwest is what honours those. Either way the caller gets an
-//! [`Answer`]: the status, the headers, and the body chunk by chunk.
+//! since reqwest is what honours those, and a URL with credentials in it.
+//! The fast client follows no redirect (an inference API answers a POST
+//! where it is asked). Either way the caller gets an [`Answer`]: the status,
+//! the headers, and the body chunk by chunk.
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// The client for plain-http upstreams.
 #[derive(Clone, Debug)]
@@ -41,7 +43,9 @@ impl Fast {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        // The timer is what makes the idle timeout close idle connections.
         let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
         Some(Self { client })
@@ -181,9 +185,11 @@ impl crate::bounded::Source for Answer {
     }
 }
 
-/// An `http::Uri` for a parsed URL, when the fast client can take it.
+/// An `http::Uri` for a parsed URL, when the fast client can take it: a
+/// plain-http URL without credentials in it (reqwest turns `user:pass@`
+/// into Basic auth; hyper would drop it).
 pub fn fast_uri(url: &reqwest::Url) -> Option<Uri> {
-    (url.scheme() == "http")
+    (url.scheme() == "http" && url.username().is_empty() && url.password().is_none())
         .then(|| url.as_str().parse().ok())
         .flatten()
 }

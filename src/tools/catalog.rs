@@ -213,6 +213,9 @@ struct Kind<'r> {
     reserved: &'r [String],
     /// The prefixed (always unique) name of an item of a server.
     prefixed: fn(&str, &str) -> String,
+    /// Whether an unprefixed server's own name can be exposed as it is (a
+    /// tool's must be a valid function name for strict providers).
+    own_ok: fn(&str) -> bool,
 }
 
 /// Exposes one kind of item of every server (`parts` sorted by server name;
@@ -241,7 +244,7 @@ fn expose<T, E>(
         list.sort_by(|a, b| own(a).cmp(own(b)));
         for item in list {
             let prefixed = (kind.prefixed)(server, own(item));
-            let name = if p.status.unprefixed {
+            let name = if p.status.unprefixed && (kind.own_ok)(own(item)) {
                 namer.name(server, own(item), prefixed)
             } else {
                 prefixed
@@ -268,6 +271,7 @@ impl Snapshot {
                 what: "tool",
                 reserved: &reserved.tools,
                 prefixed: wire_name,
+                own_ok: names::is_wire_safe,
             },
             |c| &c.tools,
             |t| &t.name,
@@ -284,7 +288,8 @@ impl Snapshot {
             Kind {
                 what: "prompt",
                 reserved: &reserved.prompts,
-                prefixed: wire_name,
+                prefixed: names::prompt_name,
+                own_ok: |_| true,
             },
             |c| &c.prompts,
             |p| &p.name,
@@ -301,6 +306,7 @@ impl Snapshot {
                 what: "resource",
                 reserved: &[],
                 prefixed: prefixed_uri,
+                own_ok: |_| true,
             },
             |c| &c.resources,
             |r| &r.uri,
@@ -317,6 +323,7 @@ impl Snapshot {
                 what: "resource template",
                 reserved: &[],
                 prefixed: prefixed_uri,
+                own_ok: |_| true,
             },
             |c| &c.templates,
             |t| &t.uri_template,
@@ -570,6 +577,21 @@ mod tests {
             ]
         );
         assert_eq!(s.tool("search").map(|t| t.server.as_str()), Some("beta"));
+    }
+
+    #[test]
+    fn an_unprefixed_tool_name_a_provider_refuses_is_exposed_hashed() {
+        let s = build(vec![part("fs", true, &["files.read", "stat"])]);
+        let wires: Vec<&str> = s.tools.iter().map(|t| t.wire.as_str()).collect();
+        assert_eq!(
+            wires,
+            vec![crate::tools::wire_name("fs", "files.read").as_str(), "stat"]
+        );
+        assert!(wires[0].starts_with("mcp__") && wires[0].len() == 21);
+        assert_eq!(
+            s.tool(wires[0]).map(|t| t.tool.name.as_ref()),
+            Some("files.read")
+        );
     }
 
     #[test]

@@ -20,15 +20,39 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Whether a strict provider takes `name` as a function name
+/// (`[A-Za-z0-9_-]{1,64}`).
+pub fn is_wire_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_WIRE_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// The wire name of `tool` on `server`.
 pub fn wire_name(server: &str, tool: &str) -> String {
     let full = format!("mcp__{server}__{tool}");
-    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    if full.len() <= MAX_WIRE_LEN && full.chars().all(allowed) {
+    if is_wire_safe(&full) {
         full
     } else {
-        format!("mcp__{:016x}", fnv1a64(full.as_bytes()))
+        hashed(&full)
     }
+}
+
+/// The exposed name of a prompt: prompts never reach a model as function
+/// names, so only the length rule applies (`files.read` stays readable).
+pub fn prompt_name(server: &str, prompt: &str) -> String {
+    let full = format!("mcp__{server}__{prompt}");
+    if full.len() <= MAX_WIRE_LEN {
+        full
+    } else {
+        hashed(&full)
+    }
+}
+
+fn hashed(full: &str) -> String {
+    format!("mcp__{:016x}", fnv1a64(full.as_bytes()))
 }
 
 /// How many times a tool name already went through an aggregator
@@ -65,6 +89,8 @@ mod tests {
         assert_eq!(wire_name("fs", "files.read"), "mcp__05cf967036e890ff");
         assert_eq!(wire_name("fs", "résumé").len(), 21);
         assert_eq!(wire_name("fs", "files_read"), "mcp__fs__files_read");
+        // A prompt is never a function name: only the length rule.
+        assert_eq!(prompt_name("fs", "files.read"), "mcp__fs__files.read");
     }
 
     #[test]
