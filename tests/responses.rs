@@ -673,3 +673,29 @@ async fn a_function_call_round_trip_on_a_conversation() {
         .await;
     common::expect_error(bad, 400, "invalid_request_error").await;
 }
+
+/// A conversation's writer lock outlives its TTL while its turn runs (it
+/// is renewed): another instance waits the whole time, and gets the lock
+/// once the first lets go. The TTL here is 1 s; the first instance holds
+/// the lock for 2.5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_writer_lock_is_renewed_past_its_ttl() {
+    use woollama::conversations::Table;
+    let redis = Redis::start();
+    let ttl = std::time::Duration::from_secs(1);
+    let a = Table::redis_with_lock_ttl(&redis.url, ttl).expect("a");
+    let b = Table::redis_with_lock_ttl(&redis.url, ttl).expect("b");
+    let held = a.lock("conv_renewed").await.expect("lock");
+    let mut waiting = tokio::spawn(async move { b.lock("conv_renewed").await.map(|_| ()) });
+    let early = tokio::time::timeout(ttl * 5 / 2, &mut waiting).await;
+    assert!(
+        early.is_err(),
+        "the second instance got the lock while the first held it"
+    );
+    drop(held);
+    tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        .await
+        .expect("the lock was never released")
+        .expect("task")
+        .expect("lock");
+}

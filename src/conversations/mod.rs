@@ -195,10 +195,15 @@ pub struct Writer {
     _local: tokio::sync::OwnedMutexGuard<()>,
     /// The lock every instance sees (Redis): the table, the id, our token.
     shared: Option<(RedisTable, String, String)>,
+    /// Renews the shared lock while this is held.
+    renewing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        if let Some(r) = self.renewing.take() {
+            r.abort();
+        }
         if let Some((t, id, token)) = self.shared.take() {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => drop(rt.spawn_blocking(move || t.unlock(&id, &token))),
@@ -224,6 +229,14 @@ impl Table {
     /// The table in Redis at `url`, shared by every instance that names it.
     pub fn redis(url: &str) -> Result<Self, Error> {
         Ok(Table::with(Backend::Redis(RedisTable::open(url)?)))
+    }
+
+    /// [`Table::redis`] with writer locks that live `ttl` unrenewed (the
+    /// default is 10 minutes; tests shorten it).
+    pub fn redis_with_lock_ttl(url: &str, ttl: std::time::Duration) -> Result<Self, Error> {
+        Ok(Table::with(Backend::Redis(
+            RedisTable::open(url)?.with_lock_ttl(ttl),
+        )))
     }
 
     /// The table in Redis when `state_url` names it, else the file under
@@ -310,10 +323,37 @@ impl Table {
             }
             _ => None,
         };
+        let renewing = shared
+            .clone()
+            .map(|(t, id, token)| tokio::spawn(renew(t, id, token)));
         Ok(Writer {
             _local: local,
             shared,
+            renewing,
         })
+    }
+}
+
+/// Keeps a shared writer lock alive: a turn may outlast the lock's TTL (a
+/// long `claude` run, a hosted agent), and another instance must not take
+/// the conversation meanwhile. Renewed every third of the TTL; if the lock
+/// was lost (Redis unreachable for longer than the TTL), says so and stops.
+async fn renew(t: RedisTable, id: String, token: String) {
+    let every = t.lock_ttl() / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let (t2, id2, tok2) = (t.clone(), id.clone(), token.clone());
+        match tokio::task::spawn_blocking(move || t2.renew(&id2, &tok2)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::warn!(conversation = %id, "the conversation's writer lock expired before its turn ended; another instance may write to it");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(conversation = %id, "cannot renew the conversation's writer lock: {e}")
+            }
+            Err(_) => return,
+        }
     }
 }
 

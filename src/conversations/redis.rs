@@ -19,7 +19,9 @@ use super::{Error, Handle, Order, Page};
 
 const PREFIX: &str = "woollama:";
 /// How long a writer lock lives if its holder dies without releasing it.
-const LOCK_TTL_MS: u64 = 10 * 60 * 1000;
+/// A live holder renews it every third of that (`Table::lock`), so a turn
+/// that takes longer keeps its lock.
+pub const LOCK_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// The shared handle table.
 #[derive(Clone)]
@@ -27,6 +29,7 @@ pub struct RedisTable {
     url: String,
     client: redis::Client,
     conn: Arc<Mutex<Option<redis::Connection>>>,
+    lock_ttl: Duration,
 }
 
 impl std::fmt::Debug for RedisTable {
@@ -63,7 +66,20 @@ impl RedisTable {
             url: shown,
             client,
             conn: Arc::new(Mutex::new(conn)),
+            lock_ttl: LOCK_TTL,
         })
+    }
+
+    /// The same table with writer locks that live `ttl` unrenewed.
+    #[must_use]
+    pub fn with_lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// How long a writer lock lives unrenewed.
+    pub fn lock_ttl(&self) -> Duration {
+        self.lock_ttl
     }
 
     /// Runs `f` on the connection, reconnecting once if it broke.
@@ -208,7 +224,7 @@ impl RedisTable {
                 .arg(token)
                 .arg("NX")
                 .arg("PX")
-                .arg(LOCK_TTL_MS)
+                .arg(ttl_ms(self.lock_ttl))
                 .query(c)
         })?;
         if set.is_some() {
@@ -218,6 +234,22 @@ impl RedisTable {
         // retried) left our own token: the lock is ours.
         let holder: Option<String> = self.with(|c| c.get(key(&["lock", id])))?;
         Ok(holder.as_deref() == Some(token))
+    }
+
+    /// Extends the lock's life if `token` still holds it; `false` if it
+    /// does not (it expired and another instance took it).
+    pub fn renew(&self, id: &str, token: &str) -> Result<bool, Error> {
+        let script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+        let renewed: i64 = self.with(|c| {
+            redis::cmd("EVAL")
+                .arg(script)
+                .arg(1)
+                .arg(key(&["lock", id]))
+                .arg(token)
+                .arg(ttl_ms(self.lock_ttl))
+                .query(c)
+        })?;
+        Ok(renewed == 1)
     }
 
     /// Releases the lock if `token` still holds it.
@@ -232,6 +264,10 @@ impl RedisTable {
                 .query::<i64>(c)
         });
     }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// A connection whose every call is bounded (a half-open socket must not
