@@ -476,3 +476,76 @@ async fn a_bare_conversation_takes_its_first_turns_backend() {
     );
     assert_eq!(fake.runs().len(), 1);
 }
+
+/// `woollama mcp` serves delegates even when the first recipe that
+/// delegates arrives by a reload: the `chat` tool runs it through Claude
+/// (here the fake) with the recipe's tool granted, instead of answering that
+/// there is no endpoint for delegates until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegating_recipe_added_by_reload_runs_from_woollama_mcp() {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::TokioChildProcess;
+
+    #[derive(Clone)]
+    struct Heard(tokio::sync::mpsc::UnboundedSender<()>);
+    impl rmcp::ClientHandler for Heard {
+        async fn on_prompt_list_changed(
+            &self,
+            _: rmcp::service::NotificationContext<rmcp::RoleClient>,
+        ) {
+            let _ = self.0.send(());
+        }
+    }
+
+    let fake = fake();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_woollama");
+    std::fs::write(dir.path().join("recipes.toml"), "").expect("write");
+    std::fs::write(
+        dir.path().join("mcp.json"),
+        json!({"mcpServers": {"hello": {"command": bin, "args": ["example-server", "hello"]}}})
+            .to_string(),
+    )
+    .expect("write");
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("mcp")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("WOOLLAMA_CONFIG_DIR", dir.path())
+        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+        .env("WOOLLAMA_CLAUDE_BIN", &fake.bin);
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let client = Heard(tx)
+        .serve(TokioChildProcess::new(cmd).expect("spawn"))
+        .await
+        .expect("initialize over stdio");
+    std::fs::write(
+        dir.path().join("recipes.toml"),
+        "[recipes.cc-late]\ninferencer = \"claude-code/haiku\"\ntools = [\"hello.count_to\"]\n",
+    )
+    .expect("write");
+    tokio::time::timeout(common::LIMIT, changed.recv())
+        .await
+        .expect("no prompts/list_changed after the reload");
+    let call = CallToolRequestParams::new("chat").with_arguments(
+        json!({"recipe": "cc-late", "messages": [{"role": "user", "content": "count to 2"}]})
+            .as_object()
+            .cloned()
+            .expect("object"),
+    );
+    let r = client.call_tool(call).await.expect("chat");
+    let text = r.content[0]
+        .as_text()
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    assert_ne!(r.is_error, Some(true), "{text}");
+    let args = argv(&fake.last());
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--allowedTools" && w[1] == "mcp__woollama__mcp__hello__count_to"),
+        "{args:?}"
+    );
+    let _ = client.cancel().await;
+}

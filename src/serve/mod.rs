@@ -115,11 +115,14 @@ pub fn routers(live: &Live) -> (axum::Router, axum::Router) {
     (tcp, unix)
 }
 
-/// For `woollama mcp` on stdio: when a recipe delegates its tools to
-/// Claude (`claude-code/<model>` with tools), a loopback listener that
-/// serves `/mcp` to **grants only** (`tools::grants`) — no other client, no
-/// other route — so Claude can reach the tools it was granted. Nothing is
-/// bound when no recipe delegates.
+/// For `woollama mcp` on stdio: a loopback listener that serves `/mcp` to
+/// **grants only** (`tools::grants`) — no other client, no other route — so
+/// that a recipe delegating its tools to Claude (`claude-code/<model>` with
+/// tools) can be reached by the Claude it runs. Bound when a recipe
+/// delegates, or when the config is followed for changes (a config dir
+/// exists): a reload may add the first delegating recipe, and a listener
+/// cannot be added to a running `woollama mcp` later. Nothing is bound
+/// otherwise.
 pub async fn delegates_only(live: &Live) -> Result<(), Error> {
     let state = &live.load();
     let delegates = state.config.recipes.values().any(|r| {
@@ -129,7 +132,7 @@ pub async fn delegates_only(live: &Live) -> Result<(), Error> {
                 crate::routing::Route::ClaudeCode(_)
             )
     });
-    if !delegates {
+    if !delegates && state.config.dir.is_none() {
         return Ok(());
     }
     let addr = "127.0.0.1:0";
