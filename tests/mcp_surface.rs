@@ -597,3 +597,51 @@ async fn chat_right_after_start_waits_for_the_recipes_tools() {
     );
     client.cancel().await.expect("close");
 }
+
+/// A 2026-07-28 request (no session) for a tool whose server asks the
+/// client for sampling, which the request did not declare: the client gets
+/// -32021 naming `sampling`, with HTTP 400 — not the tool error the server
+/// made of the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_call_needing_an_undeclared_capability_gets_32021() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mcp = json!({"mcpServers": {"asks": common::unruly(&dir.path().join("pids"), &[])}});
+    let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
+    common::until(&app.tools, "connected", |s| common::connected(s, "asks")).await;
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "mcp__asks__sample", "arguments": {},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let r = app
+        .client
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "mcp__asks__sample")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("send");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap_or(&text)
+        .trim()
+        .to_string();
+    let v: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(v["id"], json!(7), "{v}");
+    assert_eq!(v["error"]["code"], json!(-32021), "{v}");
+    assert_eq!(
+        v["error"]["data"]["requiredCapabilities"],
+        json!({"sampling": {}}),
+        "{v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("server 'asks'"), "{message}");
+}

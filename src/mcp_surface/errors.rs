@@ -64,6 +64,11 @@ pub(super) async fn json_refusals(
 pub(super) fn protocol(e: tools::Error) -> ErrorData {
     match e {
         tools::Error::Protocol { error, .. } => *error,
+        tools::Error::MissingCapability { ref required, .. } => ErrorData::new(
+            rmcp::model::ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
+            e.to_string(),
+            Some(serde_json::json!({ "requiredCapabilities": required })),
+        ),
         tools::Error::UnknownResource(_) => ErrorData::resource_not_found(e.to_string(), None),
         tools::Error::UnknownTool(_) | tools::Error::UnknownPrompt(_) => {
             ErrorData::invalid_params(e.to_string(), None)
@@ -77,7 +82,9 @@ pub(super) fn protocol(e: tools::Error) -> ErrorData {
 /// broke off) is the tool's failure.
 pub(super) fn tool_call(e: tools::Error) -> Result<CallToolResult, ErrorData> {
     match e {
-        tools::Error::UnknownTool(_) | tools::Error::Protocol { .. } => Err(protocol(e)),
+        tools::Error::UnknownTool(_)
+        | tools::Error::Protocol { .. }
+        | tools::Error::MissingCapability { .. } => Err(protocol(e)),
         e => Ok(failure(format!("dispatch failed: {e}"))),
     }
 }

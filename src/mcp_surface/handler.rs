@@ -81,6 +81,8 @@ impl Surface {
             request_id: ctx.id.clone(),
             progress_token: ctx.meta.get_progress_token(),
             log_level: self.log_threshold(ctx),
+            stateless: ctx.meta.protocol_version().is_some(),
+            capabilities: ctx.client_capabilities(),
         }
     }
 

@@ -59,6 +59,9 @@ pub fn follow(live: &Live, sighup: bool) {
         .map(|f| dir.join(f))
         .collect();
     let live = live.clone();
+    // The files as they are now, taken before returning: a change made the
+    // moment after start (before the task first runs) is still a change.
+    let mut seen = fingerprint(&files);
     tokio::spawn(async move {
         let mut hup = if sighup {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -73,7 +76,6 @@ pub fn follow(live: &Live, sighup: bool) {
         } else {
             None
         };
-        let mut seen = fingerprint(&files);
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

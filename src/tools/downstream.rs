@@ -175,10 +175,11 @@ impl Downstream {
     ) -> Result<ServerResult, Error> {
         let live = self.live()?;
         let peer = &live.peer;
+        let stateless = caller.as_ref().is_some_and(|c| c.stateless);
+        // Registered before sending: the server may answer with progress or
+        // a request of its own before `send_request_with_option` returns.
+        let registered = caller.map(|c| self.inflight.register(c));
         let exchange = async {
-            // Registered before sending: the server may answer with progress
-            // or a request of its own before `send_request_with_option` returns.
-            let registered = caller.map(|c| self.inflight.register(c));
             let handle = peer
                 .send_request_with_option(request, PeerRequestOptions::no_options())
                 .await?;
@@ -193,7 +194,17 @@ impl Downstream {
             guard.id = None;
             result
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        let outcome = tokio::time::timeout(timeout, exchange).await;
+        // A 2026-07-28 caller that lacked a capability the downstream asked
+        // for gets -32021 for the whole call, whatever the downstream made
+        // of the refusal (servers often turn it into a tool error).
+        if stateless && let Some(required) = registered.as_ref().and_then(|r| r.missing()) {
+            return Err(Error::MissingCapability {
+                server: self.spec.name.clone(),
+                required: Box::new(required),
+            });
+        }
+        match outcome {
             Err(_) => Err(Error::Timeout { after: timeout }),
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(self.failed(e, &live)),

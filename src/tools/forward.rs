@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
-    ClientResult, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
-    ElicitRequest, ElicitRequestParams, ElicitResult, ListRootsRequest, ListRootsResult,
-    LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
-    RequestId, ServerRequest,
+    ClientCapabilities, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
+    CreateMessageResult, ElicitRequest, ElicitRequestParams, ElicitResult, ErrorCode,
+    ListRootsRequest, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam,
+    ProgressNotificationParam, ProgressToken, RequestId, ServerRequest,
 };
 use rmcp::service::{InboundStreamOrigin, OriginatingRequestId, RequestContext};
 use rmcp::{ErrorData, Peer, RoleClient, RoleServer, ServiceError};
@@ -42,6 +42,12 @@ pub struct Caller {
     /// The least severe log level the caller wants; `None`: no log messages
     /// (a 2026-07-28 request that named no level).
     pub log_level: Option<LoggingLevel>,
+    /// A 2026-07-28 request (no session): a call that needed a capability
+    /// it did not declare is refused with -32021 as a whole.
+    pub stateless: bool,
+    /// What the request declared it can do: its `_meta` on 2026-07-28, else
+    /// the session's `initialize`.
+    pub capabilities: Option<ClientCapabilities>,
 }
 
 struct Call {
@@ -50,6 +56,9 @@ struct Call {
     /// between registering a call and rmcp handing back its ids.
     ids: Option<(RequestId, ProgressToken)>,
     caller: Caller,
+    /// A capability the downstream asked the caller for, which the caller
+    /// had not declared.
+    missing: Option<ClientCapabilities>,
 }
 
 /// The calls in flight on one downstream, with their callers.
@@ -80,6 +89,16 @@ impl Registration {
         }
         self.inflight.settled.notify_waiters();
     }
+
+    /// A capability the downstream needed and the caller had not declared
+    /// during this call, if any.
+    pub fn missing(&self) -> Option<ClientCapabilities> {
+        self.inflight
+            .lock()
+            .iter()
+            .find(|c| c.key == self.key)
+            .and_then(|c| c.missing.clone())
+    }
 }
 
 impl Drop for Registration {
@@ -108,6 +127,7 @@ impl InFlight {
             key,
             ids: None,
             caller,
+            missing: None,
         });
         Registration {
             inflight: Arc::clone(self),
@@ -144,16 +164,23 @@ impl InFlight {
 
     /// The caller a server→client request belongs to: the call on whose
     /// stream it came when rmcp knows it, else the most recent call.
-    fn for_request(&self, ctx: &RequestContext<RoleClient>) -> Option<Caller> {
+    fn for_request(&self, ctx: &RequestContext<RoleClient>) -> Option<(u64, Caller)> {
         let calls = self.lock();
         if let Some(InboundStreamOrigin::OutboundRequest(id)) = ctx.extensions.get()
             && let Some(c) = calls
                 .iter()
                 .find(|c| c.ids.as_ref().is_some_and(|(r, _)| r == id))
         {
-            return Some(c.caller.clone());
+            return Some((c.key, c.caller.clone()));
         }
-        calls.last().map(|c| c.caller.clone())
+        calls.last().map(|c| (c.key, c.caller.clone()))
+    }
+
+    /// Notes that call `key` needed `required`, which its caller lacks.
+    fn mark_missing(&self, key: u64, required: &ClientCapabilities) {
+        for c in self.lock().iter_mut().filter(|c| c.key == key) {
+            c.missing = Some(required.clone());
+        }
     }
 
     /// Every caller in flight (one entry per call).
@@ -240,7 +267,7 @@ fn caller_for(
     kind: Kind,
     ctx: &RequestContext<RoleClient>,
 ) -> Result<Caller, ErrorData> {
-    let Some(caller) = inflight.for_request(ctx) else {
+    let Some((key, caller)) = inflight.for_request(ctx) else {
         return Err(ErrorData::invalid_request(
             format!(
                 "woollama cannot forward a {} request from server '{server}': no client call to it is in flight",
@@ -249,18 +276,35 @@ fn caller_for(
             None,
         ));
     };
-    let declared = caller.peer.peer_info().map(|info| {
-        let c = &info.capabilities;
-        match kind {
-            Kind::Sampling => c.sampling.is_some(),
-            Kind::Elicitation => c.elicitation.is_some(),
-            Kind::Roots => c.roots.is_some(),
-        }
+    let declared = caller.capabilities.as_ref().map(|c| match kind {
+        Kind::Sampling => c.sampling.is_some(),
+        Kind::Elicitation => c.elicitation.is_some(),
+        Kind::Roots => c.roots.is_some(),
     });
     if declared != Some(true) {
-        return Err(ErrorData::invalid_request(
+        // -32021, naming the capability: the downstream can pass it on, and
+        // the client (on 2026-07-28 with HTTP 400) learns what to declare.
+        let required = match kind {
+            Kind::Sampling => ClientCapabilities::builder().enable_sampling().build(),
+            Kind::Elicitation => ClientCapabilities::builder().enable_elicitation().build(),
+            Kind::Roots => ClientCapabilities::builder().enable_roots().build(),
+        };
+        inflight.mark_missing(key, &required);
+        return Err(ErrorData::new(
+            ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
             format!(
                 "the client calling server '{server}' through woollama does not support {}",
+                kind.as_str()
+            ),
+            Some(serde_json::json!({ "requiredCapabilities": required })),
+        ));
+    }
+    if caller.stateless {
+        // A 2026-07-28 response stream carries no server→client request:
+        // the ask would have to become an `input_required` result.
+        return Err(ErrorData::invalid_request(
+            format!(
+                "woollama cannot yet pass a {} request from server '{server}' to a 2026-07-28 client (as input_required)",
                 kind.as_str()
             ),
             None,

@@ -148,6 +148,14 @@ pub enum Error {
         "'{tool}' on server '{server}' asked for more input (input_required), which woollama does not relay yet"
     )]
     InputRequired { server: String, tool: String },
+    #[error(
+        "server '{server}' needed a client capability this request did not declare ({})",
+        serde_json::to_string(.required).unwrap_or_default()
+    )]
+    MissingCapability {
+        server: String,
+        required: Box<rmcp::model::ClientCapabilities>,
+    },
     #[error("server '{server}' answered with a result of the wrong kind")]
     Unexpected { server: String },
     #[error("unknown prompt '{0}'")]

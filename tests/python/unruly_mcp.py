@@ -3,7 +3,10 @@
 
 Usage: unruly_mcp.py PIDFILE [--flap N] [--noise] [--flood MIB]
 
-Appends its pid to PIDFILE at start. One tool, `echo`, answers its `text`.
+Appends its pid to PIDFILE at start. Two tools: `echo` answers its `text`;
+`sample` asks the client for a sampling (`sampling/createMessage`) and
+answers with the sampled text — or, as real servers do, a tool error
+saying why the sampling failed.
 
     --flap N     die (exit 3, no answer) on every Nth tools/call it receives,
                  so a client sees N-1 answers and then the connection close
@@ -51,11 +54,27 @@ ECHO = {
     "description": "Answers its text.",
     "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
 }
+SAMPLE = {
+    "name": "sample",
+    "description": "Asks the client's model for a line.",
+    "inputSchema": {"type": "object", "properties": {}},
+}
+# Our sampling requests still unanswered: their id -> the tools/call id.
+asked = {}
 
 for line in sys.stdin.buffer:
     try:
         msg = json.loads(line)
     except ValueError:
+        continue
+    if isinstance(msg, dict) and "method" not in msg and msg.get("id") in asked:
+        call = asked.pop(msg["id"])
+        if "error" in msg:
+            text, failed = f"sampling failed: {msg['error'].get('message')}", True
+        else:
+            text, failed = msg["result"]["content"]["text"], False
+        send({"jsonrpc": "2.0", "id": call, "result": {
+            "content": [{"type": "text", "text": text}], "isError": failed}})
         continue
     if not isinstance(msg, dict) or "method" not in msg or "id" not in msg:
         continue  # notifications, and woollama's answers to our noise
@@ -73,11 +92,18 @@ for line in sys.stdin.buffer:
             "serverInfo": {"name": "unruly", "version": "0.0.1"},
         }})
     elif method == "tools/list":
-        send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [ECHO]}})
+        send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [ECHO, SAMPLE]}})
     elif method == "tools/call":
         calls += 1
         if flap and calls % flap == 0:
             sys.exit(3)
+        if msg.get("params", {}).get("name") == "sample":
+            ask = f"sample-{rid}"
+            asked[ask] = rid
+            send({"jsonrpc": "2.0", "id": ask, "method": "sampling/createMessage", "params": {
+                "messages": [{"role": "user", "content": {"type": "text", "text": "A line, please."}}],
+                "maxTokens": 20}})
+            continue
         text = msg.get("params", {}).get("arguments", {}).get("text", "")
         send({"jsonrpc": "2.0", "id": rid, "result": {
             "content": [{"type": "text", "text": text}],
