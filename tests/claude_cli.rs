@@ -325,22 +325,8 @@ async fn the_chat_tool_of_woollama_mcp_delegates_too() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let api = Api::start(dir.path());
-    let bin = env!("CARGO_BIN_EXE_woollama");
-    std::fs::write(dir.path().join("recipes.toml"), RECIPES).expect("write");
-    std::fs::write(
-        dir.path().join("mcp.json"),
-        json!({"mcpServers": {"hello": {"command": bin, "args": ["example-server", "hello"]}}})
-            .to_string(),
-    )
-    .expect("write");
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.arg("mcp")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .env("WOOLLAMA_CONFIG_DIR", dir.path())
-        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
-        .env("WOOLLAMA_CLAUDE_BIN", &api.wrapper);
+    let mut cmd = common::woollama_mcp(dir.path(), RECIPES);
+    cmd.env("WOOLLAMA_CLAUDE_BIN", &api.wrapper);
     let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
     let client = Heard(tx)
         .serve(TokioChildProcess::new(cmd).expect("spawn"))

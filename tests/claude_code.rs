@@ -500,22 +500,8 @@ async fn a_delegating_recipe_added_by_reload_runs_from_woollama_mcp() {
 
     let fake = fake();
     let dir = tempfile::tempdir().expect("tempdir");
-    let bin = env!("CARGO_BIN_EXE_woollama");
-    std::fs::write(dir.path().join("recipes.toml"), "").expect("write");
-    std::fs::write(
-        dir.path().join("mcp.json"),
-        json!({"mcpServers": {"hello": {"command": bin, "args": ["example-server", "hello"]}}})
-            .to_string(),
-    )
-    .expect("write");
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.arg("mcp")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .env("WOOLLAMA_CONFIG_DIR", dir.path())
-        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
-        .env("WOOLLAMA_CLAUDE_BIN", &fake.bin);
+    let mut cmd = common::woollama_mcp(dir.path(), "");
+    cmd.env("WOOLLAMA_CLAUDE_BIN", &fake.bin);
     let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let client = Heard(tx)
         .serve(TokioChildProcess::new(cmd).expect("spawn"))

@@ -454,21 +454,8 @@ async fn woollama_mcp_serves_over_stdio() {
         format!("[inferencers.mock]\nbase_url = \"{}\"\n", mock.base_url()),
     )
     .expect("write");
-    std::fs::write(dir.path().join("recipes.toml"), RECIPES).expect("write");
-    std::fs::write(
-        dir.path().join("mcp.json"),
-        json!({"mcpServers": {"hello": {"command": BIN, "args": ["example-server", "hello"]}}})
-            .to_string(),
-    )
-    .expect("write");
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("mcp")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .env("WOOLLAMA_CONFIG_DIR", dir.path())
-        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
-        .env("RUST_LOG", "info");
+    let mut cmd = common::woollama_mcp(dir.path(), RECIPES);
+    cmd.env("RUST_LOG", "info");
     let (tx, mut heard) = mpsc::unbounded_channel();
     let client = Listener(tx)
         .serve(TokioChildProcess::new(cmd).expect("spawn"))

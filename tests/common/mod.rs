@@ -383,3 +383,26 @@ pub fn running(pid: &str) -> bool {
         !matches!(state, Some("Z" | "X") | None)
     })
 }
+
+/// `woollama mcp` over the config dir `dir`, whose `recipes.toml` is
+/// `recipes` and whose one downstream is the bundled `hello` server, in a
+/// cleared environment (`HOME` is `dir` too): a command for rmcp's
+/// `TokioChildProcess`; add the test's own variables to it.
+pub fn woollama_mcp(dir: &std::path::Path, recipes: &str) -> tokio::process::Command {
+    let bin = env!("CARGO_BIN_EXE_woollama");
+    std::fs::write(dir.join("recipes.toml"), recipes).expect("write");
+    std::fs::write(
+        dir.join("mcp.json"),
+        serde_json::json!({"mcpServers": {"hello": {"command": bin, "args": ["example-server", "hello"]}}})
+            .to_string(),
+    )
+    .expect("write");
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("mcp")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("WOOLLAMA_CONFIG_DIR", dir)
+        .env("XDG_RUNTIME_DIR", dir.join("run"));
+    cmd
+}
