@@ -632,3 +632,93 @@ async fn a_stateless_call_needing_an_undeclared_capability_gets_32021() {
     let message = v["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("server 'asks'"), "{message}");
 }
+
+/// The bridge (issue 16): a 2026-07-28 client that declared sampling calls a
+/// tool whose server, on its older session with woollama, asks for a
+/// sampling. The client gets `input_required` carrying that request and a
+/// `requestState`; its retry with the answer completes the very same
+/// downstream call. A `requestState` woollama did not issue is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstreams_sampling_request_becomes_input_required_and_resumes() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids = dir.path().join("pids");
+    let mcp = json!({"mcpServers": {"asks": common::unruly(&pids, &[])}});
+    let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
+    common::until(&app.tools, "connected", |s| common::connected(s, "asks")).await;
+    let post = |params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params});
+        app.client
+            .post(app.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "mcp__asks__sample")
+            .body(body.to_string())
+            .send()
+    };
+    let answer = |text: String| -> Value {
+        let json = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data:"))
+            .unwrap_or(&text)
+            .trim()
+            .to_string();
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}});
+    let r = post(json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta}))
+        .await
+        .expect("send");
+    let first = answer(r.text().await.expect("body"));
+    let result = &first["result"];
+    assert_eq!(result["resultType"], json!("input_required"), "{first}");
+    let requests = result["inputRequests"].as_object().expect("inputRequests");
+    assert_eq!(requests.len(), 1, "{first}");
+    let (key, asked) = requests.iter().next().expect("one");
+    assert_eq!(asked["method"], json!("sampling/createMessage"), "{first}");
+    assert_eq!(
+        asked["params"]["messages"][0]["content"]["text"],
+        json!("A line, please.")
+    );
+    let state = result["requestState"]
+        .as_str()
+        .expect("requestState")
+        .to_string();
+
+    let sampled = json!({"role": "assistant", "content": {"type": "text", "text": "a line from the model"},
+                         "model": "m", "stopReason": "endTurn"});
+    let r = post(
+        json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta,
+                        "inputResponses": {key.as_str(): sampled}, "requestState": state}),
+    )
+    .await
+    .expect("send");
+    let done = answer(r.text().await.expect("body"));
+    assert_eq!(done["result"]["resultType"], json!("complete"), "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"],
+        json!("a line from the model"),
+        "{done}"
+    );
+    assert_ne!(done["result"]["isError"], json!(true), "{done}");
+    // One downstream process served both rounds: the same call resumed.
+    assert_eq!(common::pids(&pids).len(), 1);
+
+    let r = post(
+        json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta,
+                        "inputResponses": {key.as_str(): sampled}, "requestState": state}),
+    )
+    .await
+    .expect("send");
+    let again = answer(r.text().await.expect("body"));
+    assert_eq!(again["error"]["code"], json!(-32602), "{again}");
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown requestState")),
+        "{again}"
+    );
+}

@@ -25,6 +25,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::clients::{Channel, Clients, lock};
 use super::errors;
+use super::parked::{Bridged, Parked, Round};
 use super::{chat, prompts};
 use crate::app::{AppState, Live};
 use crate::tools::{self, Caller};
@@ -38,17 +39,20 @@ pub struct Surface {
     id: u64,
     /// The level set by `logging/setLevel` (info by default).
     level: Arc<Mutex<LoggingLevel>>,
+    /// 2026-07-28 calls waiting for their clients' input (every session's).
+    parked: Parked,
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Surface {
-    pub(super) fn new(live: Live, clients: Clients) -> Self {
+    pub(super) fn new(live: Live, clients: Clients, parked: Parked) -> Self {
         Self {
             live,
             clients,
             id: SESSIONS.fetch_add(1, Ordering::Relaxed),
             level: Arc::new(Mutex::new(LoggingLevel::Info)),
+            parked,
         }
     }
 
@@ -83,6 +87,53 @@ impl Surface {
             log_level: self.log_threshold(ctx),
             stateless: ctx.meta.protocol_version().is_some(),
             capabilities: ctx.client_capabilities(),
+            asks: None,
+        }
+    }
+
+    /// A 2026-07-28 `tools/call` of a downstream tool, or its retry with
+    /// the client's input (`parked`): the result, or `input_required` when
+    /// the downstream asks the client for something.
+    async fn bridged(
+        &self,
+        mut request: CallToolRequestParams,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let call = match request.request_state.take() {
+            Some(state) => {
+                let Some(mut call) = self.parked.take(&state) else {
+                    return Err(ErrorData::invalid_params(
+                        "unknown requestState: woollama did not issue it, or the call it named has ended (a call waits for its input for 5 minutes)",
+                        None,
+                    ));
+                };
+                call.answer(request.input_responses.take());
+                call
+            }
+            None => {
+                let (asks, asked) = tokio::sync::mpsc::unbounded_channel();
+                let mut caller = self.caller(ctx);
+                caller.asks = Some(asks);
+                let tools = self.state().tools.clone();
+                Bridged::start(
+                    async move {
+                        tools
+                            .call_for(&request.name, request.arguments, Some(caller))
+                            .await
+                    },
+                    asked,
+                )
+            }
+        };
+        let parked = self.parked.clone();
+        let round = cancellable(ctx, async move { Ok(call.round(&parked).await) }).await?;
+        match round {
+            Round::Done(Ok(mut r)) => {
+                r.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(CallToolResponse::Complete(r))
+            }
+            Round::Done(Err(e)) => errors::tool_call(e).map(CallToolResponse::Complete),
+            Round::Asked(asked) => Ok(CallToolResponse::InputRequired(asked)),
         }
     }
 
@@ -283,6 +334,9 @@ impl ServerHandler for Surface {
             self.snapshot().await;
         }
         let state = self.state();
+        if ctx.meta.protocol_version().is_some() {
+            return self.bridged(request, &ctx).await;
+        }
         let call = state
             .tools
             .call_for(&request.name, request.arguments, Some(self.caller(&ctx)));

@@ -33,6 +33,7 @@ mod chat;
 mod clients;
 mod errors;
 mod handler;
+mod parked;
 mod prompts;
 
 use rmcp::ServiceExt;
@@ -50,6 +51,8 @@ pub use handler::Surface;
 pub struct McpSurface {
     live: Live,
     clients: Clients,
+    /// 2026-07-28 calls waiting for their clients' input (`parked`).
+    parked: parked::Parked,
 }
 
 impl McpSurface {
@@ -59,11 +62,15 @@ impl McpSurface {
         let state = live.load();
         let clients = Clients::default();
         clients::follow(state.tools.clone(), clients.clone(), state.shutdown.clone());
-        Self { live, clients }
+        Self {
+            live,
+            clients,
+            parked: parked::Parked::default(),
+        }
     }
 
     fn session(&self) -> Surface {
-        Surface::new(self.live.clone(), self.clients.clone())
+        Surface::new(self.live.clone(), self.clients.clone(), self.parked.clone())
     }
 
     /// The Streamable HTTP service mounted at `/mcp`. Its `Host` check is

@@ -48,7 +48,22 @@ pub struct Caller {
     /// What the request declared it can do: its `_meta` on 2026-07-28, else
     /// the session's `initialize`.
     pub capabilities: Option<ClientCapabilities>,
+    /// For a 2026-07-28 caller: where a downstream's request for input goes,
+    /// to become an `input_required` result (multi-round-trip requests)
+    /// instead of a request on the response stream, which that protocol
+    /// does not carry.
+    pub asks: Option<tokio::sync::mpsc::UnboundedSender<Ask>>,
 }
+
+/// A downstream's request for the client's input, and where the client's
+/// answer (the result as JSON, or why there is none) goes.
+pub struct Ask {
+    pub request: rmcp::model::InputRequest,
+    pub answer: tokio::sync::oneshot::Sender<Result<serde_json::Value, ErrorData>>,
+}
+
+/// How long a downstream's request for input waits for the client's retry.
+pub const ASK_LIMIT: Duration = Duration::from_secs(300);
 
 struct Call {
     key: u64,
@@ -299,7 +314,7 @@ fn caller_for(
             Some(serde_json::json!({ "requiredCapabilities": required })),
         ));
     }
-    if caller.stateless {
+    if caller.stateless && caller.asks.is_none() {
         // A 2026-07-28 response stream carries no server→client request:
         // the ask would have to become an `input_required` result.
         return Err(ErrorData::invalid_request(
@@ -311,6 +326,28 @@ fn caller_for(
         ));
     }
     Ok(caller)
+}
+
+/// Asks a 2026-07-28 caller through its `input_required` rounds: the
+/// client's answer, as the result type the downstream expects.
+async fn ask<T: serde::de::DeserializeOwned>(
+    asks: &tokio::sync::mpsc::UnboundedSender<Ask>,
+    request: rmcp::model::InputRequest,
+) -> Result<T, ErrorData> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    asks.send(Ask { request, answer })
+        .map_err(|_| ErrorData::internal_error("the client's call has ended", None))?;
+    let value = tokio::time::timeout(ASK_LIMIT, answered)
+        .await
+        .map_err(|_| {
+            ErrorData::internal_error(
+                format!("the client did not answer within {}s", ASK_LIMIT.as_secs()),
+                None,
+            )
+        })?
+        .map_err(|_| ErrorData::internal_error("the client's call has ended", None))??;
+    serde_json::from_value(value)
+        .map_err(|e| ErrorData::invalid_params(format!("the client's answer: {e}"), None))
 }
 
 async fn send(caller: &Caller, mut request: ServerRequest) -> Result<ClientResult, ErrorData> {
@@ -342,6 +379,10 @@ pub(super) async fn sampling(
     ctx: RequestContext<RoleClient>,
 ) -> Result<CreateMessageResult, ErrorData> {
     let caller = caller_for(inflight, server, Kind::Sampling, &ctx)?;
+    if let Some(asks) = caller.asks.as_ref().filter(|_| caller.stateless) {
+        let request = rmcp::model::InputRequest::CreateMessage(CreateMessageRequest::new(params));
+        return ask(asks, request).await;
+    }
     let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
     match send(&caller, request).await? {
         ClientResult::CreateMessageResult(r) => Ok(*r),
@@ -356,6 +397,10 @@ pub(super) async fn elicitation(
     ctx: RequestContext<RoleClient>,
 ) -> Result<ElicitResult, ErrorData> {
     let caller = caller_for(inflight, server, Kind::Elicitation, &ctx)?;
+    if let Some(asks) = caller.asks.as_ref().filter(|_| caller.stateless) {
+        let request = rmcp::model::InputRequest::Elicitation(ElicitRequest::new(params));
+        return ask(asks, request).await;
+    }
     let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
     match send(&caller, request).await? {
         ClientResult::ElicitResult(r) => Ok(r),
@@ -369,6 +414,10 @@ pub(super) async fn roots(
     ctx: RequestContext<RoleClient>,
 ) -> Result<ListRootsResult, ErrorData> {
     let caller = caller_for(inflight, server, Kind::Roots, &ctx)?;
+    if let Some(asks) = caller.asks.as_ref().filter(|_| caller.stateless) {
+        let request = rmcp::model::InputRequest::ListRoots(ListRootsRequest::default());
+        return ask(asks, request).await;
+    }
     let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
     match send(&caller, request).await? {
         ClientResult::ListRootsResult(r) => Ok(r),

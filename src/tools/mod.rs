@@ -56,7 +56,7 @@ pub use catalog::{
     ToolEntry,
 };
 use downstream::Downstream;
-pub use forward::{Caller, severity};
+pub use forward::{ASK_LIMIT, Ask, Caller, severity};
 pub use grants::{Grant, Grants, Scope};
 pub use names::wire_name;
 pub use render::render;
@@ -148,6 +148,8 @@ pub enum Error {
         "'{tool}' on server '{server}' asked for more input (input_required), which woollama does not relay yet"
     )]
     InputRequired { server: String, tool: String },
+    #[error("the call was cut short: {0}")]
+    Aborted(String),
     #[error(
         "server '{server}' needed a client capability this request did not declare ({})",
         serde_json::to_string(.required).unwrap_or_default()

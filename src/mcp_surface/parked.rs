@@ -1,0 +1,162 @@
+//! Multi-round-trip requests, bridged (protocol 2026-07-28 in front, an
+//! older session behind).
+//!
+//! woollama talks to its downstreams over 2025-11-25 sessions, where a
+//! server that needs the client's input mid-call sends it a request
+//! (sampling, elicitation, roots). A 2026-07-28 client takes no such request:
+//! the server answers the call with an `input_required` result instead, and
+//! the client calls again with its `inputResponses` and the `requestState`
+//! it was given. So for a 2026-07-28 `tools/call`, woollama runs the
+//! downstream call in a task of its own, and when the downstream asks for
+//! input, answers the client `input_required` with the downstream's request
+//! and parks the call under a fresh, random `requestState`. The retry finds
+//! the call by that state, hands the client's answers to the waiting
+//! downstream, and waits again: for the result, or for the next question.
+//!
+//! Bounded: a parked call waits at most [`tools::ASK_LIMIT`] for its retry,
+//! and at most [`MAX_PARKED`] calls wait at once (the oldest goes first);
+//! a call let go is aborted, and the downstream's waiting request gets an
+//! error. A `requestState` woollama did not issue (or issued and let go)
+//! is refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rmcp::ErrorData;
+use rmcp::model::{CallToolResult, InputRequest, InputRequiredResult, InputResponses};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::tools::{self, Ask};
+
+/// The most calls that may wait for their clients' retries at once.
+pub const MAX_PARKED: usize = 256;
+
+type Answer = oneshot::Sender<Result<Value, ErrorData>>;
+
+/// A downstream call in its own task, aborted when dropped.
+struct Running(tokio::task::JoinHandle<Result<CallToolResult, tools::Error>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A bridged call: the downstream call running, the questions it asked
+/// that the client has not answered yet, and where its next ones arrive.
+pub struct Bridged {
+    running: Running,
+    asks: mpsc::UnboundedReceiver<Ask>,
+    open: BTreeMap<String, (InputRequest, Answer)>,
+    next_key: u64,
+    since: Instant,
+}
+
+/// What a round ended with.
+pub enum Round {
+    /// The downstream call finished.
+    Done(Result<CallToolResult, tools::Error>),
+    /// It waits for the client's input.
+    Asked(InputRequiredResult),
+}
+
+/// The calls waiting for their clients' retries, shared by every session.
+#[derive(Clone, Default)]
+pub struct Parked(Arc<Mutex<HashMap<String, Bridged>>>);
+
+impl Parked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bridged>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the call parked under `state`, if woollama issued it and still
+    /// holds it.
+    pub fn take(&self, state: &str) -> Option<Bridged> {
+        self.lock().remove(state)
+    }
+
+    /// Parks `call` under a fresh state, letting go of calls that waited
+    /// too long, and of the oldest beyond [`MAX_PARKED`].
+    fn park(&self, call: Bridged) -> String {
+        let state = format!(
+            "wl1.{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut parked = self.lock();
+        parked.retain(|_, c| c.since.elapsed() < tools::ASK_LIMIT);
+        while parked.len() >= MAX_PARKED {
+            let Some(oldest) = parked
+                .iter()
+                .min_by_key(|(_, c)| c.since)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            parked.remove(&oldest);
+        }
+        parked.insert(state.clone(), call);
+        state
+    }
+}
+
+impl Bridged {
+    /// The downstream call, started; its questions arrive on `asks`.
+    pub fn start(
+        call: impl std::future::Future<Output = Result<CallToolResult, tools::Error>> + Send + 'static,
+        asks: mpsc::UnboundedReceiver<Ask>,
+    ) -> Self {
+        Self {
+            running: Running(tokio::spawn(call)),
+            asks,
+            open: BTreeMap::new(),
+            next_key: 1,
+            since: Instant::now(),
+        }
+    }
+
+    /// Hands the downstream the client's answers; a question the client did
+    /// not answer stays open (and is asked again).
+    pub fn answer(&mut self, responses: Option<InputResponses>) {
+        for (key, value) in responses.unwrap_or_default() {
+            if let Some((_, answer)) = self.open.remove(&key) {
+                let _ = answer.send(Ok(value));
+            }
+        }
+    }
+
+    fn add(&mut self, ask: Ask) {
+        let key = format!("input-{}", self.next_key);
+        self.next_key += 1;
+        self.open.insert(key, (ask.request, ask.answer));
+    }
+
+    /// Runs the call to its end or its next question: then parks it in
+    /// `parked` and returns the `input_required` result.
+    pub async fn round(mut self, parked: &Parked) -> Round {
+        if self.open.is_empty() {
+            tokio::select! {
+                done = &mut self.running.0 => {
+                    return Round::Done(done.unwrap_or_else(|e| Err(tools::Error::Aborted(e.to_string()))));
+                }
+                Some(ask) = self.asks.recv() => self.add(ask),
+            }
+        }
+        // Questions asked together are answered together.
+        while let Ok(ask) = self.asks.try_recv() {
+            self.add(ask);
+        }
+        let requests: BTreeMap<String, InputRequest> = self
+            .open
+            .iter()
+            .map(|(k, (r, _))| (k.clone(), r.clone()))
+            .collect();
+        self.since = Instant::now();
+        let state = parked.park(self);
+        Round::Asked(InputRequiredResult::new(Some(requests), Some(state)))
+    }
+}
