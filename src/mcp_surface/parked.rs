@@ -160,3 +160,47 @@ impl Bridged {
         Round::Asked(InputRequiredResult::new(Some(requests), Some(state)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting() -> Bridged {
+        let (_asks, asked) = mpsc::unbounded_channel();
+        Bridged::start(std::future::pending(), asked)
+    }
+
+    #[tokio::test]
+    async fn at_most_max_parked_wait_and_the_oldest_goes_first() {
+        let parked = Parked::default();
+        let first = parked.park(waiting());
+        let mut later = Vec::new();
+        for _ in 0..MAX_PARKED {
+            later.push(parked.park(waiting()));
+        }
+        assert!(parked.take(&first).is_none(), "the oldest was not let go");
+        assert!(parked.take(&later[0]).is_some());
+        assert!(parked.take("wl1.made-up").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_call_let_go_is_aborted_and_its_question_answered_with_an_error() {
+        let (asks, asked) = mpsc::unbounded_channel();
+        let (answer, answered) = oneshot::channel();
+        let call = Bridged::start(std::future::pending(), asked);
+        asks.send(Ask {
+            request: InputRequest::ListRoots(rmcp::model::ListRootsRequest::default()),
+            answer,
+        })
+        .expect("send");
+        let parked = Parked::default();
+        let Round::Asked(asked) = call.round(&parked).await else {
+            panic!("no question")
+        };
+        assert_eq!(asked.input_requests.as_ref().map(BTreeMap::len), Some(1));
+        let state = asked.request_state.expect("state");
+        drop(parked.take(&state));
+        // The downstream's waiting request sees its answer channel close.
+        assert!(answered.await.is_err());
+    }
+}
