@@ -125,3 +125,37 @@ async fn server_everything_as_a_downstream() {
 
     app.tools.shutdown(LIMIT).await;
 }
+
+/// MCP 2026-07-28 in front, 2025-11-25 behind (issue 16): the official
+/// Python SDK in auto mode calls server-everything's sampling and
+/// elicitation tools through `/mcp`. The server asks woollama the old way;
+/// the SDK gets `input_required`, answers from its callbacks and retries,
+/// and the server's call completes with those answers
+/// (`tests/python/mcp_mrtr_client.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_client_answers_server_everythings_questions_through_the_bridge() {
+    let mock = Mock::start().await;
+    let mcp = json!({"mcpServers": {"everything": {
+        "command": "node",
+        "args": [server_everything(), "stdio"],
+    }}});
+    let app = Setup::new(&mock)
+        .env("PATH", &std::env::var("PATH").unwrap_or_default())
+        .mcp(&mcp.to_string())
+        .start()
+        .await;
+    let connected = tokio::time::timeout(
+        LIMIT,
+        app.tools.wait_for(|s| {
+            s.server("everything")
+                .is_some_and(|x| x.health == Health::Connected)
+        }),
+    )
+    .await;
+    assert!(matches!(connected, Ok(Some(_))), "not connected");
+    let snap = app.tools.snapshot();
+    for t in ["trigger-sampling-request", "trigger-elicitation-request"] {
+        assert!(snap.find("everything", t).is_some(), "{t} is not offered");
+    }
+    common::python_script("mcp_mrtr_client.py", app.url("/mcp"), 7).await;
+}
