@@ -159,3 +159,30 @@ async fn a_2026_client_answers_server_everythings_questions_through_the_bridge()
     }
     common::python_script("mcp_mrtr_client.py", app.url("/mcp"), 7).await;
 }
+
+/// The same bridge on `woollama mcp` (stdio), where the SDK in auto mode
+/// also speaks 2026-07-28.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_works_on_woollama_mcp_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("mcp.json"),
+        json!({"mcpServers": {"everything": {"command": "node", "args": [server_everything(), "stdio"]}}})
+            .to_string(),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("recipes.toml"), "").expect("write");
+    std::fs::write(
+        dir.path().join("inferencers.toml"),
+        "[inferencers.ollama]\ndiscover = false\n",
+    )
+    .expect("write");
+    let dir_path = dir.path().display().to_string();
+    let args = vec![
+        "stdio".to_string(),
+        env!("CARGO_BIN_EXE_woollama").to_string(),
+        dir_path.clone(),
+        dir_path,
+    ];
+    common::python_script_with("mcp_mrtr_client.py", args, 7).await;
+}

@@ -284,13 +284,18 @@ pub fn python() -> std::path::PathBuf {
 /// returns its output; panics unless it exits 0 and reports `passed`
 /// checks passed.
 pub async fn python_script(script: &str, base: String, passed: usize) -> String {
+    python_script_with(script, vec![base], passed).await
+}
+
+/// [`python_script`] with any arguments.
+pub async fn python_script_with(script: &str, args: Vec<String>, passed: usize) -> String {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python())
             .arg(path)
-            .arg(base)
+            .args(args)
             .output()
     })
     .await

@@ -8,17 +8,21 @@ woollama); the SDK client here sees `input_required`, answers through its
 callbacks, and retries — which must complete the downstream's call.
 
     mcp_mrtr_client.py URL
+        Streamable HTTP at URL (the in-process app).
+    mcp_mrtr_client.py stdio WOOLLAMA CONFIG_DIR HOME
+        `WOOLLAMA mcp` spawned by the SDK, over that config.
 
 Prints the failed checks as JSON and `N passed, M failed`; exits 1 if a
 check failed.
 """
 
 import json
+import os
 import sys
 import traceback
 
 import anyio
-from mcp import Client, types
+from mcp import Client, StdioServerParameters, types
 
 SAMPLED = "a line the client's model wrote"
 asked = {"sampling": 0, "elicitation": 0}
@@ -45,10 +49,10 @@ async def elicitation(context, params):
     return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
 
 
-async def main(url):
+async def main(target):
     with anyio.fail_after(120):
         async with Client(
-            url,
+            target,
             mode="auto",
             read_timeout_seconds=30,
             sampling_callback=sampling,
@@ -69,9 +73,17 @@ async def main(url):
             check("elicitation: asked once", asked["elicitation"] == 1, asked)
 
 
+def target(argv):
+    if len(argv) == 5 and argv[1] == "stdio":
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": argv[4], "WOOLLAMA_CONFIG_DIR": argv[3],
+               "XDG_RUNTIME_DIR": os.path.join(argv[4], "run")}
+        return StdioServerParameters(command=argv[2], args=["mcp"], env=env)
+    return argv[1]
+
+
 if __name__ == "__main__":
     try:
-        anyio.run(main, sys.argv[1])
+        anyio.run(main, target(sys.argv))
     except Exception as e:  # noqa: BLE001 - reported
         traceback.print_exc()
         check("session", False, f"raised {type(e).__name__}: {e}")
