@@ -76,7 +76,9 @@ impl Parked {
     /// Takes the call parked under `state`, if woollama issued it and still
     /// holds it.
     pub fn take(&self, state: &str) -> Option<Bridged> {
-        self.lock().remove(state)
+        self.lock()
+            .remove(state)
+            .filter(|c| c.since.elapsed() < tools::ASK_LIMIT)
     }
 
     /// Parks `call` under a fresh state, letting go of calls that waited
@@ -181,6 +183,18 @@ mod tests {
         assert!(parked.take(&first).is_none(), "the oldest was not let go");
         assert!(parked.take(&later[0]).is_some());
         assert!(parked.take("wl1.made-up").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_the_wait_is_over_is_refused() {
+        let parked = Parked::default();
+        let mut late = waiting();
+        late.since = Instant::now()
+            .checked_sub(tools::ASK_LIMIT + std::time::Duration::from_secs(1))
+            .expect("an instant that long ago");
+        let state = parked.park(late);
+        // Parking does not reset the clock of a call parked before.
+        assert!(parked.take(&state).is_none());
     }
 
     #[tokio::test]
