@@ -585,21 +585,11 @@ async fn chat_right_after_start_waits_for_the_recipes_tools() {
     client.cancel().await.expect("close");
 }
 
-/// A 2026-07-28 request (no session) for a tool whose server asks the
-/// client for sampling, which the request did not declare: the client gets
-/// -32021 naming `sampling`, with HTTP 400 — not the tool error the server
-/// made of the refusal.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stateless_call_needing_an_undeclared_capability_gets_32021() {
-    let mock = Mock::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mcp = json!({"mcpServers": {"asks": common::unruly(&dir.path().join("pids"), &[])}});
-    let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
-    common::until(&app.tools, "connected", |s| common::connected(s, "asks")).await;
-    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
-        "name": "mcp__asks__sample", "arguments": {},
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+/// A 2026-07-28 `tools/call` of `mcp__asks__sample` on `/mcp` (no session;
+/// `params` carries its `_meta`): the HTTP status and the JSON-RPC answer
+/// (from a JSON body, or the SSE event that carries it).
+async fn stateless_sample(app: &TestApp, id: u64, params: Value) -> (u16, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
     let r = app
         .client
         .post(app.url("/mcp"))
@@ -618,10 +608,31 @@ async fn a_stateless_call_needing_an_undeclared_capability_gets_32021() {
         .lines()
         .find_map(|l| l.strip_prefix("data:"))
         .unwrap_or(&text)
-        .trim()
-        .to_string();
-    let v: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"));
-    assert_eq!(status, 400, "{text}");
+        .trim();
+    let v = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, v)
+}
+
+/// A 2026-07-28 request (no session) for a tool whose server asks the
+/// client for sampling, which the request did not declare: the client gets
+/// -32021 naming `sampling`, with HTTP 400 — not the tool error the server
+/// made of the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_call_needing_an_undeclared_capability_gets_32021() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mcp = json!({"mcpServers": {"asks": common::unruly(&dir.path().join("pids"), &[])}});
+    let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
+    common::until(&app.tools, "connected", |s| common::connected(s, "asks")).await;
+    let (status, v) = stateless_sample(
+        &app,
+        7,
+        json!({"name": "mcp__asks__sample", "arguments": {},
+               "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                         "io.modelcontextprotocol/clientCapabilities": {}}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
     assert_eq!(v["id"], json!(7), "{v}");
     assert_eq!(v["error"]["code"], json!(-32021), "{v}");
     assert_eq!(
@@ -646,33 +657,14 @@ async fn a_downstreams_sampling_request_becomes_input_required_and_resumes() {
     let mcp = json!({"mcpServers": {"asks": common::unruly(&pids, &[])}});
     let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
     common::until(&app.tools, "connected", |s| common::connected(s, "asks")).await;
-    let post = |params: Value| {
-        let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params});
-        app.client
-            .post(app.url("/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "mcp__asks__sample")
-            .body(body.to_string())
-            .send()
-    };
-    let answer = |text: String| -> Value {
-        let json = text
-            .lines()
-            .find_map(|l| l.strip_prefix("data:"))
-            .unwrap_or(&text)
-            .trim()
-            .to_string();
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
-    };
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}});
-    let r = post(json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta}))
-        .await
-        .expect("send");
-    let first = answer(r.text().await.expect("body"));
+    let (_, first) = stateless_sample(
+        &app,
+        9,
+        json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta}),
+    )
+    .await;
     let result = &first["result"];
     assert_eq!(result["resultType"], json!("input_required"), "{first}");
     let requests = result["inputRequests"].as_object().expect("inputRequests");
@@ -690,13 +682,9 @@ async fn a_downstreams_sampling_request_becomes_input_required_and_resumes() {
 
     let sampled = json!({"role": "assistant", "content": {"type": "text", "text": "a line from the model"},
                          "model": "m", "stopReason": "endTurn"});
-    let r = post(
-        json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta,
-                        "inputResponses": {key.as_str(): sampled}, "requestState": state}),
-    )
-    .await
-    .expect("send");
-    let done = answer(r.text().await.expect("body"));
+    let retry = json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta,
+                       "inputResponses": {key.as_str(): sampled}, "requestState": state});
+    let (_, done) = stateless_sample(&app, 10, retry.clone()).await;
     assert_eq!(done["result"]["resultType"], json!("complete"), "{done}");
     assert_eq!(
         done["result"]["content"][0]["text"],
@@ -707,13 +695,7 @@ async fn a_downstreams_sampling_request_becomes_input_required_and_resumes() {
     // One downstream process served both rounds: the same call resumed.
     assert_eq!(common::pids(&pids).len(), 1);
 
-    let r = post(
-        json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta,
-                        "inputResponses": {key.as_str(): sampled}, "requestState": state}),
-    )
-    .await
-    .expect("send");
-    let again = answer(r.text().await.expect("body"));
+    let (_, again) = stateless_sample(&app, 11, retry).await;
     assert_eq!(again["error"]["code"], json!(-32602), "{again}");
     assert!(
         again["error"]["message"]

@@ -278,6 +278,23 @@ impl Inferencer {
     }
 }
 
+/// Every configured inferencer, by name.
+fn inferencers(
+    specs: &BTreeMap<String, InferencerSpec>,
+    env: &Env,
+    metrics: &crate::metrics::Metrics,
+) -> Arc<BTreeMap<String, Arc<Inferencer>>> {
+    Arc::new(
+        specs
+            .iter()
+            .map(|(name, spec)| {
+                let inf = Inferencer::new(spec.clone(), env, metrics.clone());
+                (name.clone(), Arc::new(inf))
+            })
+            .collect(),
+    )
+}
+
 /// The name of the `claude` CLI's inferencer (`claude-code/<model>`).
 pub const CLAUDE_CODE: &str = "claude-code";
 
@@ -302,15 +319,8 @@ impl Registry {
         client: reqwest::Client,
         metrics: &crate::metrics::Metrics,
     ) -> Self {
-        let inferencers = specs
-            .iter()
-            .map(|(name, spec)| {
-                let inf = Inferencer::new(spec.clone(), env, metrics.clone());
-                (name.clone(), Arc::new(inf))
-            })
-            .collect();
         Self {
-            inferencers: Arc::new(inferencers),
+            inferencers: inferencers(specs, env, metrics),
             client: client.clone(),
             fast: upstream::Fast::unless_proxied(),
             timeouts: Timeouts::default(),
@@ -333,16 +343,8 @@ impl Registry {
     /// client and metrics.
     #[must_use]
     pub fn reconfigured(&self, specs: &BTreeMap<String, InferencerSpec>, env: &Env) -> Self {
-        let metrics = &self.claude_code.metrics;
-        let inferencers = specs
-            .iter()
-            .map(|(name, spec)| {
-                let inf = Inferencer::new(spec.clone(), env, metrics.clone());
-                (name.clone(), Arc::new(inf))
-            })
-            .collect();
         Self {
-            inferencers: Arc::new(inferencers),
+            inferencers: inferencers(specs, env, &self.claude_code.metrics),
             ..self.clone()
         }
     }
