@@ -704,3 +704,65 @@ async fn a_downstreams_sampling_request_becomes_input_required_and_resumes() {
         "{again}"
     );
 }
+
+/// A 2026-07-28 client that gets `input_required` and never comes back:
+/// the parked call ends at the call timeout, the downstream's waiting
+/// request gets a clean error at once (it is not left hanging), and a
+/// late retry learns the call timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_answers_releases_the_downstream() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids = dir.path().join("pids");
+    let mcp = json!({"mcpServers": {"asks": common::unruly(&pids, &[])}});
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_MCP_CALL_TIMEOUT_SECS", "0.5")
+        .mcp(&mcp.to_string())
+        .start()
+        .await;
+    common::until(&app.tools, "connected", |s| common::connected(s, "asks")).await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}});
+    let (_, first) = stateless_sample(
+        &app,
+        21,
+        json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta}),
+    )
+    .await;
+    assert_eq!(
+        first["result"]["resultType"],
+        json!("input_required"),
+        "{first}"
+    );
+    let state = first["result"]["requestState"].clone();
+    // The downstream hears why its question went unanswered.
+    let events = pids.with_extension("events");
+    let heard = tokio::time::timeout(common::LIMIT, async {
+        loop {
+            let text = std::fs::read_to_string(&events).unwrap_or_default();
+            if !text.is_empty() {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the downstream's question was left hanging");
+    assert!(
+        heard.contains("sampling failed") && heard.contains("ended before it answered"),
+        "{heard}"
+    );
+    // A late retry: the call is over, and says why.
+    let (_, late) = stateless_sample(
+        &app,
+        22,
+        json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta,
+               "inputResponses": {}, "requestState": state}),
+    )
+    .await;
+    assert_eq!(late["result"]["isError"], json!(true), "{late}");
+    let text = late["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("timed out"), "{late}");
+}

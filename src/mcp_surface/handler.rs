@@ -111,12 +111,18 @@ impl Surface {
                 call
             }
             None => {
-                let (asks, asked) = tokio::sync::mpsc::unbounded_channel();
+                let (to, asked) = tokio::sync::mpsc::unbounded_channel();
+                let ended = tokio_util::sync::CancellationToken::new();
                 let mut caller = self.caller(ctx);
-                caller.asks = Some(asks);
+                caller.asks = Some(tools::Asks {
+                    to,
+                    ended: ended.clone(),
+                });
                 let tools = self.state().tools.clone();
                 Bridged::start(
                     async move {
+                        // Cancelled however the call ends, aborted included.
+                        let _ended = ended.drop_guard();
                         tools
                             .call_for(&request.name, request.arguments, Some(caller))
                             .await

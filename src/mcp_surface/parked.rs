@@ -140,11 +140,17 @@ impl Bridged {
     /// Runs the call to its end or its next question: then parks it in
     /// `parked` and returns the `input_required` result.
     pub async fn round(mut self, parked: &Parked) -> Round {
+        let ended = |done: Result<_, tokio::task::JoinError>| {
+            Round::Done(done.unwrap_or_else(|e| Err(tools::Error::Aborted(e.to_string()))))
+        };
+        // A call that ended while parked (it timed out) is over, whatever
+        // it had asked.
+        if self.running.0.is_finished() {
+            return ended((&mut self.running.0).await);
+        }
         if self.open.is_empty() {
             tokio::select! {
-                done = &mut self.running.0 => {
-                    return Round::Done(done.unwrap_or_else(|e| Err(tools::Error::Aborted(e.to_string()))));
-                }
+                done = &mut self.running.0 => return ended(done),
                 Some(ask) = self.asks.recv() => self.add(ask),
             }
         }

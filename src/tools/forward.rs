@@ -52,7 +52,16 @@ pub struct Caller {
     /// to become an `input_required` result (multi-round-trip requests)
     /// instead of a request on the response stream, which that protocol
     /// does not carry.
-    pub asks: Option<tokio::sync::mpsc::UnboundedSender<Ask>>,
+    pub asks: Option<Asks>,
+}
+
+/// Where a 2026-07-28 call's questions go, and the call's end: a question
+/// still waiting when the call ends (it timed out, or was let go) is
+/// answered with an error at once, so the downstream is never left hanging.
+#[derive(Clone)]
+pub struct Asks {
+    pub to: tokio::sync::mpsc::UnboundedSender<Ask>,
+    pub ended: tokio_util::sync::CancellationToken,
 }
 
 /// A downstream's request for the client's input, and where the client's
@@ -331,21 +340,28 @@ fn caller_for(
 /// Asks a 2026-07-28 caller through its `input_required` rounds: the
 /// client's answer, as the result type the downstream expects.
 async fn ask<T: serde::de::DeserializeOwned>(
-    asks: &tokio::sync::mpsc::UnboundedSender<Ask>,
+    asks: &Asks,
     request: rmcp::model::InputRequest,
 ) -> Result<T, ErrorData> {
+    let ended = || {
+        ErrorData::internal_error(
+            "the client's call ended before it answered (it timed out, or the client did not come back)",
+            None,
+        )
+    };
     let (answer, answered) = tokio::sync::oneshot::channel();
-    asks.send(Ask { request, answer })
-        .map_err(|_| ErrorData::internal_error("the client's call has ended", None))?;
-    let value = tokio::time::timeout(ASK_LIMIT, answered)
-        .await
-        .map_err(|_| {
-            ErrorData::internal_error(
-                format!("the client did not answer within {}s", ASK_LIMIT.as_secs()),
-                None,
-            )
-        })?
-        .map_err(|_| ErrorData::internal_error("the client's call has ended", None))??;
+    asks.to.send(Ask { request, answer }).map_err(|_| ended())?;
+    let value = tokio::select! {
+        a = tokio::time::timeout(ASK_LIMIT, answered) => a
+            .map_err(|_| {
+                ErrorData::internal_error(
+                    format!("the client did not answer within {}s", ASK_LIMIT.as_secs()),
+                    None,
+                )
+            })?
+            .map_err(|_| ended())??,
+        () = asks.ended.cancelled() => return Err(ended()),
+    };
     serde_json::from_value(value)
         .map_err(|e| ErrorData::invalid_params(format!("the client's answer: {e}"), None))
 }

@@ -56,7 +56,7 @@ pub use catalog::{
     ToolEntry,
 };
 use downstream::Downstream;
-pub use forward::{ASK_LIMIT, Ask, Caller, severity};
+pub use forward::{ASK_LIMIT, Ask, Asks, Caller, severity};
 pub use grants::{Grant, Grants, Scope};
 pub use names::wire_name;
 pub use render::render;

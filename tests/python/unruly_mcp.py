@@ -6,7 +6,7 @@ Usage: unruly_mcp.py PIDFILE [--flap N] [--noise] [--flood MIB]
 Appends its pid to PIDFILE at start. Two tools: `echo` answers its `text`;
 `sample` asks the client for a sampling (`sampling/createMessage`) and
 answers with the sampled text — or, as real servers do, a tool error
-saying why the sampling failed.
+saying why the sampling failed (also appended to PIDFILE.events).
 
     --flap N     die (exit 3, no answer) on every Nth tools/call it receives,
                  so a client sees N-1 answers and then the connection close
@@ -71,6 +71,8 @@ for line in sys.stdin.buffer:
         call = asked.pop(msg["id"])
         if "error" in msg:
             text, failed = f"sampling failed: {msg['error'].get('message')}", True
+            with open(pidfile + ".events", "a") as f:
+                f.write(text + "\n")
         else:
             text, failed = msg["result"]["content"]["text"], False
         send({"jsonrpc": "2.0", "id": call, "result": {
