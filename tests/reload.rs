@@ -159,6 +159,12 @@ async fn config_changes_apply_live() {
     daemon
         .wait_line(|l| l.contains("downstream connected") && l.contains("textops"))
         .expect("textops back");
+    // The old textops is stopped while the new one starts: wait for it to
+    // go before counting.
+    assert!(
+        daemon::wait_gone(&[before[1].1]).is_empty(),
+        "the old textops still runs"
+    );
     let after = servers(daemon.pid);
     assert_eq!(after.len(), 2, "{after:?}");
     assert_eq!(
@@ -166,9 +172,5 @@ async fn config_changes_apply_live() {
         "hello was restarted: {before:?} → {after:?}"
     );
     assert_ne!(after[1].1, before[1].1, "textops kept its process");
-    assert!(
-        daemon::wait_gone(&[before[1].1]).is_empty(),
-        "the old textops still runs"
-    );
     let _ = client.cancel().await;
 }
