@@ -23,8 +23,28 @@ const MAX_PATH: usize = 107;
 pub struct OwnedSocket {
     pub listener: UnixListener,
     pub path: PathBuf,
+    id: FileId,
+}
+
+/// Which file a path named: device and inode, and the inode's change time —
+/// an inode number is reused as soon as its file is deleted, so another
+/// process's socket bound at the same path can get ours (seen in a test);
+/// its change time, to the nanosecond, is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
     dev: u64,
     ino: u64,
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    fn of(m: &fs::Metadata) -> Self {
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 /// Whether a daemon is answering on `path`.
@@ -101,8 +121,7 @@ fn try_bind(path: &Path) -> Result<OwnedSocket, String> {
         Ok(OwnedSocket {
             listener,
             path: path.to_path_buf(),
-            dev: meta.dev(),
-            ino: meta.ino(),
+            id: FileId::of(&meta),
         })
     })();
     let _ = fs::remove_dir_all(&staging);
@@ -135,8 +154,7 @@ impl OwnedSocket {
             self.listener,
             SocketGuard {
                 path: self.path,
-                dev: self.dev,
-                ino: self.ino,
+                id: self.id,
             },
         )
     }
@@ -146,8 +164,7 @@ impl OwnedSocket {
 #[derive(Debug)]
 pub struct SocketGuard {
     path: PathBuf,
-    dev: u64,
-    ino: u64,
+    id: FileId,
 }
 
 impl SocketGuard {
@@ -159,8 +176,7 @@ impl SocketGuard {
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         if let Ok(m) = fs::symlink_metadata(&self.path)
-            && m.dev() == self.dev
-            && m.ino() == self.ino
+            && FileId::of(&m) == self.id
         {
             let _ = fs::remove_file(&self.path);
         }
