@@ -15,6 +15,23 @@ use woollama::tools::Health;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// Waits (up to [`LIMIT`]: node starts slowly) for server-everything to connect.
+async fn connected(app: &common::TestApp) {
+    let connected = tokio::time::timeout(
+        LIMIT,
+        app.tools.wait_for(|s| {
+            s.server("everything")
+                .is_some_and(|x| x.health == Health::Connected)
+        }),
+    )
+    .await;
+    assert!(
+        matches!(connected, Ok(Some(_))),
+        "not connected: {:#?}",
+        app.tools.snapshot()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_everything_as_a_downstream() {
     let mock = Mock::start().await;
@@ -36,19 +53,7 @@ async fn server_everything_as_a_downstream() {
         .recipes("[recipes.adder]\ninferencer = \"mock/m\"\ntools = [\"everything.get-sum\"]\n")
         .start()
         .await;
-    let connected = tokio::time::timeout(
-        LIMIT,
-        app.tools.wait_for(|s| {
-            s.server("everything")
-                .is_some_and(|x| x.health == Health::Connected)
-        }),
-    )
-    .await;
-    assert!(
-        matches!(connected, Ok(Some(_))),
-        "not connected: {:#?}",
-        app.tools.snapshot()
-    );
+    connected(&app).await;
 
     let snap = app.tools.snapshot();
     for t in [
@@ -144,15 +149,7 @@ async fn a_2026_client_answers_server_everythings_questions_through_the_bridge()
         .mcp(&mcp.to_string())
         .start()
         .await;
-    let connected = tokio::time::timeout(
-        LIMIT,
-        app.tools.wait_for(|s| {
-            s.server("everything")
-                .is_some_and(|x| x.health == Health::Connected)
-        }),
-    )
-    .await;
-    assert!(matches!(connected, Ok(Some(_))), "not connected");
+    connected(&app).await;
     let snap = app.tools.snapshot();
     for t in ["trigger-sampling-request", "trigger-elicitation-request"] {
         assert!(snap.find("everything", t).is_some(), "{t} is not offered");
