@@ -109,7 +109,9 @@ fn check_config_connect_reports_servers_and_collisions() {
     let (st, out, err) = output(command(&d, &["check-config", "--connect"]));
     assert_eq!(st.code(), Some(1), "{out}{err}");
     assert!(
-        out.contains("  one: connected (stdio, unprefixed): 2 tool(s), 0 prompt(s)"),
+        out.contains(
+            "  one: connected (stdio, unprefixed, MCP 2026-07-28): 2 tool(s), 0 prompt(s)"
+        ),
         "{out}"
     );
     assert!(out.contains("  gone: unreachable (stdio)"), "{out}");

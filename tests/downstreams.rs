@@ -83,7 +83,7 @@ async fn the_bundled_examples_connect_and_are_listed() {
     );
     assert_eq!(
         servers[1],
-        json!({"name": "hello", "transport": "stdio", "health": "connected", "tools": 2})
+        json!({"name": "hello", "transport": "stdio", "health": "connected", "tools": 2, "protocol": "2026-07-28"})
     );
 
     let r = app

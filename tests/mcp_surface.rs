@@ -305,19 +305,42 @@ async fn the_http_surface_carries_recipes_chat_and_downstream_tools() {
     app.tools.shutdown(LIMIT).await;
 }
 
+/// A downstream's roster change reaches woollama's clients, from a server
+/// on either generation: `fx` is heard on its 2026-07-28 listen stream,
+/// `fx_old` (the same server, pinned to 2025-11-25) on its session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downstream_roster_change_reaches_mcp_clients() {
     let fixture = Fixture::default();
     let (addr, stop) = fixture.start().await;
     let mock = Mock::start().await;
-    let app = app(&mock, json!({"fx": {"url": format!("http://{addr}/mcp")}})).await;
+    let url = format!("http://{addr}/mcp");
+    let app = app(
+        &mock,
+        json!({"fx": {"url": url}, "fx_old": {"url": url, "protocol": "2025-11-25"}}),
+    )
+    .await;
+    let snap = app.tools.snapshot();
+    let protocol = |name: &str| snap.server(name).and_then(|s| s.protocol.clone());
+    assert_eq!(protocol("fx").as_deref(), Some("2026-07-28"));
+    assert_eq!(protocol("fx_old").as_deref(), Some("2025-11-25"));
     let (client, mut heard) = connect_http(&app, "/mcp").await;
     let before = client.list_all_tools().await.expect("tools").len();
     fixture.add_tool().await;
-    until_tools_changed(&mut heard).await;
-    let after = client.list_all_tools().await.expect("tools");
-    assert_eq!(after.len(), before + 1);
-    assert!(after.iter().any(|t| t.name == "mcp__fx__added"));
+    let after = tokio::time::timeout(LIMIT, async {
+        loop {
+            until_tools_changed(&mut heard).await;
+            let tools = client.list_all_tools().await.expect("tools");
+            if ["mcp__fx__added", "mcp__fx_old__added"]
+                .iter()
+                .all(|n| tools.iter().any(|t| t.name == *n))
+            {
+                return tools;
+            }
+        }
+    })
+    .await
+    .expect("both servers' new tool");
+    assert_eq!(after.len(), before + 2);
     client.cancel().await.expect("close");
     app.tools.shutdown(LIMIT).await;
     stop.cancel();
@@ -585,23 +608,27 @@ async fn chat_right_after_start_waits_for_the_recipes_tools() {
     client.cancel().await.expect("close");
 }
 
-/// A 2026-07-28 `tools/call` of `mcp__asks__sample` on `/mcp` (no session;
-/// `params` carries its `_meta`): the HTTP status and the JSON-RPC answer
-/// (from a JSON body, or the SSE event that carries it).
+/// A 2026-07-28 `tools/call` on `/mcp` (no session; `params` carries its
+/// name and `_meta`): the HTTP status and the JSON-RPC answer.
 async fn stateless_sample(app: &TestApp, id: u64, params: Value) -> (u16, Value) {
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
-    let r = app
+    stateless(app, id, "tools/call", params).await
+}
+
+/// A 2026-07-28 request on `/mcp` (no session): the HTTP status and the
+/// JSON-RPC answer (from a JSON body, or the SSE event that carries it).
+async fn stateless(app: &TestApp, id: u64, method: &str, params: Value) -> (u16, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut request = app
         .client
         .post(app.url("/mcp"))
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
         .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "mcp__asks__sample")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("send");
+        .header("mcp-method", method);
+    if let Some(name) = params["name"].as_str() {
+        request = request.header("mcp-name", name);
+    }
+    let r = request.body(body.to_string()).send().await.expect("send");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
     let json = text
@@ -765,4 +792,331 @@ async fn a_client_that_never_answers_releases_the_downstream() {
         .as_str()
         .unwrap_or_default();
     assert!(text.contains("timed out"), "{late}");
+}
+
+/// An inner `woollama mcp` as a downstream of the test's woollama: an rmcp
+/// server, so it speaks 2026-07-28, whose own downstream is `asks` (the
+/// unruly server, on a 2025-11-25 session, asking for a sampling in
+/// `sample`; its pids go to `pids`). Through it, `sample` reaches the outer
+/// woollama as `mcp__inner__mcp__asks__sample`, and the inner woollama
+/// answers with `input_required` when `asks` asks.
+fn inner_woollama(dir: &std::path::Path, pids: &std::path::Path) -> Value {
+    let config = dir.join("inner");
+    std::fs::create_dir_all(&config).expect("mkdir inner");
+    std::fs::write(
+        config.join("mcp.json"),
+        json!({"mcpServers": {"asks": common::unruly(pids, &[])}}).to_string(),
+    )
+    .expect("write inner mcp.json");
+    std::fs::write(config.join("recipes.toml"), "").expect("write inner recipes.toml");
+    json!({"command": BIN, "args": ["mcp"], "env": {
+        "WOOLLAMA_CONFIG_DIR": config,
+        "XDG_RUNTIME_DIR": dir.join("inner-run"),
+        "HOME": dir.join("inner-home"),
+    }})
+}
+
+const NESTED_SAMPLE: &str = "mcp__inner__mcp__asks__sample";
+
+/// The outer woollama with the inner one as `inner`, once `sample` is
+/// listed through it.
+async fn nested(mock: &Mock, dir: &std::path::Path, pids: &std::path::Path) -> TestApp {
+    let mcp = json!({"mcpServers": {"inner": inner_woollama(dir, pids)}});
+    let app = Setup::new(mock).mcp(&mcp.to_string()).start().await;
+    common::until(&app.tools, "the inner woollama's sample tool", |s| {
+        s.tool(NESTED_SAMPLE).is_some()
+    })
+    .await;
+    app
+}
+
+/// A 2026-07-28 downstream (the inner woollama) answers with its own
+/// `input_required`: a 2026-07-28 client gets it as it came, and its retry
+/// — answers and the inner's `requestState`, which the outer woollama did
+/// not issue — goes back to the inner one, which completes the same call.
+/// The client's capabilities travel with each request: a client that did
+/// not declare sampling gets the inner's -32021, and a state the inner did
+/// not issue is refused by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_downstreams_input_required_goes_to_a_2026_client_as_it_came() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids = dir.path().join("pids");
+    let app = nested(&mock, dir.path(), &pids).await;
+    assert_eq!(
+        app.tools
+            .snapshot()
+            .server("inner")
+            .and_then(|s| s.protocol.clone())
+            .as_deref(),
+        Some("2026-07-28")
+    );
+    let meta = |caps: Value| {
+        json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+               "io.modelcontextprotocol/clientCapabilities": caps})
+    };
+
+    let (status, refused) = stateless_sample(
+        &app,
+        1,
+        json!({"name": NESTED_SAMPLE, "arguments": {}, "_meta": meta(json!({}))}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], json!(-32021), "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["requiredCapabilities"],
+        json!({"sampling": {}}),
+        "{refused}"
+    );
+
+    let with_sampling = meta(json!({"sampling": {}}));
+    let (_, first) = stateless_sample(
+        &app,
+        2,
+        json!({"name": NESTED_SAMPLE, "arguments": {}, "_meta": with_sampling}),
+    )
+    .await;
+    let result = &first["result"];
+    assert_eq!(result["resultType"], json!("input_required"), "{first}");
+    let (key, asked) = result["inputRequests"]
+        .as_object()
+        .and_then(|r| r.iter().next())
+        .expect("one input request");
+    assert_eq!(asked["method"], json!("sampling/createMessage"), "{first}");
+    let state = result["requestState"].as_str().expect("requestState");
+    let sampled = json!({"role": "assistant", "content": {"type": "text", "text": "a nested line"},
+                         "model": "m", "stopReason": "endTurn"});
+    let retry = |state: &str| {
+        json!({"name": NESTED_SAMPLE, "arguments": {}, "_meta": with_sampling,
+               "inputResponses": {key.as_str(): sampled}, "requestState": state})
+    };
+
+    let (_, forged) = stateless_sample(&app, 3, retry("wl1.not-issued-by-anyone")).await;
+    assert_eq!(forged["error"]["code"], json!(-32602), "{forged}");
+
+    let (_, done) = stateless_sample(&app, 4, retry(state)).await;
+    assert_eq!(done["result"]["resultType"], json!("complete"), "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"],
+        json!("a nested line"),
+        "{done}"
+    );
+    // The inner woollama's downstream ran once, through both rounds.
+    assert_eq!(common::pids(&pids).len(), 1);
+    app.tools.shutdown(LIMIT).await;
+}
+
+/// A client of the older generation that can sample.
+#[derive(Clone)]
+struct Sampler;
+
+impl ClientHandler for Sampler {
+    async fn create_message(
+        &self,
+        params: rmcp::model::CreateMessageRequestParams,
+        _: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
+        let asked = params
+            .messages
+            .first()
+            .and_then(|m| m.content.first())
+            .and_then(|c| c.as_text())
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        Ok(rmcp::model::CreateMessageResult::new(
+            rmcp::model::SamplingMessage::assistant_text(format!(
+                "sampled on the session for: {asked}"
+            )),
+            "m".into(),
+        ))
+    }
+
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::new(
+            rmcp::model::ClientCapabilities::builder()
+                .enable_sampling()
+                .build(),
+            rmcp::model::Implementation::new("sampler", "1"),
+        )
+    }
+}
+
+/// The other direction: a 2025-11-25 client (rmcp's, with a session) calls a
+/// tool of a 2026-07-28 downstream that answers `input_required`. woollama
+/// asks the client on its session (a `sampling/createMessage` request),
+/// sends the downstream its answer with the state it issued, and the client
+/// gets the completed result — it never sees `input_required`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2025_client_answers_a_2026_downstreams_input_required_on_its_session() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids = dir.path().join("pids");
+    let app = nested(&mock, dir.path(), &pids).await;
+    let transport = StreamableHttpClientTransport::with_client(
+        woollama::inference::build_client().expect("client"),
+        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp")),
+    );
+    let client = Sampler.serve(transport).await.expect("initialize");
+    assert_eq!(
+        client
+            .peer_info()
+            .map(|i| i.protocol_version.to_string())
+            .as_deref(),
+        Some("2025-11-25"),
+        "the test needs a client of the older generation"
+    );
+    let result = tokio::time::timeout(
+        LIMIT,
+        client.call_tool(CallToolRequestParams::new(NESTED_SAMPLE)),
+    )
+    .await
+    .expect("the call ended")
+    .expect("tools/call");
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    assert_eq!(
+        result.content[0].as_text().map(|t| t.text.as_str()),
+        Some("sampled on the session for: A line, please."),
+        "{result:?}"
+    );
+    assert_eq!(common::pids(&pids).len(), 1);
+    client.cancel().await.expect("close");
+    app.tools.shutdown(LIMIT).await;
+}
+
+/// `"protocol": "auto"` (the default) finds each server's generation:
+/// 2026-07-28 for the inner woollama; 2025-11-25 for a server that answers
+/// `server/discover` with "method not found" (on the same connection) and
+/// for one that exits on it (started again, with `initialize` alone); a
+/// pinned "2025-11-25" never probes. A server pinned to "2026-07-28" that
+/// cannot speak it fails with a message naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_auto_finds_each_servers_generation() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    let mut pinned_old = inner_woollama(&path("pinned-old"), &path("pinned-old.pids"));
+    pinned_old["protocol"] = json!("2025-11-25");
+    let mut pinned_new = common::unruly(&path("pinned-new.pids"), &[]);
+    pinned_new["protocol"] = json!("2026-07-28");
+    let mcp = json!({"mcpServers": {
+        "inner": inner_woollama(dir.path(), &path("inner.pids")),
+        "old": common::unruly(&path("old.pids"), &[]),
+        "strict": common::unruly(&path("strict.pids"), &["--strict"]),
+        "pinned_old": pinned_old,
+        "pinned_new": pinned_new,
+    }});
+    let app = Setup::new(&mock)
+        .env("WOOLLAMA_MCP_RETRY_MAX_SECS", "0")
+        .mcp(&mcp.to_string())
+        .start()
+        .await;
+    let snap = common::until(&app.tools, "every server's first attempt", |s| {
+        s.servers.len() == 5 && s.servers.iter().all(|x| x.health != Health::Connecting)
+    })
+    .await;
+    let protocol = |name: &str| {
+        snap.server(name)
+            .and_then(|s| s.protocol.clone())
+            .unwrap_or_else(|| format!("{name} not connected: {:?}", snap.server(name)))
+    };
+    assert_eq!(protocol("inner"), "2026-07-28");
+    assert_eq!(protocol("old"), "2025-11-25");
+    assert_eq!(protocol("strict"), "2025-11-25");
+    assert_eq!(protocol("pinned_old"), "2025-11-25");
+    // `old` took the probe's error and went on on one connection; `strict`
+    // needed a second process, and the first is gone.
+    assert_eq!(common::pids(&path("old.pids")).len(), 1);
+    let strict = common::pids(&path("strict.pids"));
+    assert_eq!(strict.len(), 2, "{strict:?}");
+    let gone = tokio::time::timeout(LIMIT, async {
+        while common::running(&strict[0]) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the first `strict` process is still running");
+    match &snap.server("pinned_new").expect("pinned_new").health {
+        Health::Failed { reason } => assert!(
+            reason.contains(r#""protocol": "2026-07-28""#) && reason.contains("2025-11-25"),
+            "{reason}"
+        ),
+        other => panic!("pinned_new: {other:?}"),
+    }
+    // What /v1/tools tells a person.
+    let listed: Value = app
+        .client
+        .get(app.url("/v1/tools"))
+        .send()
+        .await
+        .expect("GET /v1/tools")
+        .json()
+        .await
+        .expect("json");
+    let servers = listed["servers"].as_array().expect("servers");
+    let inner = servers
+        .iter()
+        .find(|s| s["name"] == "inner")
+        .expect("inner");
+    assert_eq!(inner["protocol"], json!("2026-07-28"), "{listed}");
+    // Both older servers serve their tools.
+    for wire in ["mcp__old__echo", "mcp__strict__echo"] {
+        let r = app
+            .tools
+            .call(wire, Some(obj(json!({"text": "still here"}))))
+            .await
+            .expect(wire);
+        assert_eq!(
+            r.content[0].as_text().map(|t| t.text.as_str()),
+            Some("still here")
+        );
+    }
+    app.tools.shutdown(LIMIT).await;
+}
+
+/// `server/discover` (2026-07-28) the moment woollama starts: the
+/// aggregated view — both generations, what woollama and its downstreams
+/// offer together, and each downstream's own instructions under its name
+/// (the inner woollama's, here), which `initialize` carries too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_discover_gives_the_aggregated_view() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mcp =
+        json!({"mcpServers": {"inner": inner_woollama(dir.path(), &dir.path().join("pids"))}});
+    let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
+    let meta = json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                "io.modelcontextprotocol/clientCapabilities": {}}});
+    let (status, v) = stateless(&app, 1, "server/discover", meta).await;
+    assert_eq!(status, 200, "{v}");
+    let result = &v["result"];
+    let versions = result["supportedVersions"].as_array().expect("versions");
+    assert!(
+        versions.contains(&json!("2026-07-28")) && versions.contains(&json!("2025-11-25")),
+        "{v}"
+    );
+    assert_eq!(
+        result["capabilities"]["tools"]["listChanged"],
+        json!(true),
+        "{v}"
+    );
+    assert!(result["capabilities"]["resources"].is_object(), "{v}");
+    let instructions = result["instructions"].as_str().expect("instructions");
+    assert!(
+        instructions.starts_with("woollama routes"),
+        "{instructions}"
+    );
+    assert!(
+        instructions.contains("Server 'inner' says: woollama routes"),
+        "{instructions}"
+    );
+
+    let (client, _heard) = connect_http(&app, "/mcp").await;
+    let told = client
+        .peer_info()
+        .and_then(|i| i.instructions.clone())
+        .unwrap_or_default();
+    assert!(told.contains("Server 'inner' says:"), "{told}");
+    client.cancel().await.expect("close");
+    app.tools.shutdown(LIMIT).await;
 }

@@ -222,7 +222,10 @@ fn probe_servers(config: &config::Config, env: &Env) -> bool {
         let mut ok = true;
         println!("MCP servers (--connect):");
         for s in &snap.servers {
-            let naming = if s.unprefixed { ", unprefixed" } else { "" };
+            let mut naming = if s.unprefixed { ", unprefixed" } else { "" }.to_string();
+            if let Some(p) = &s.protocol {
+                naming.push_str(&format!(", MCP {p}"));
+            }
             match &s.health {
                 Health::Connected => {
                     println!(

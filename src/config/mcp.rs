@@ -37,6 +37,37 @@ pub struct ServerSpec {
     /// their own names and its resources under their own URIs, instead of
     /// `mcp__<server>__<name>` and `woollama://<server>/<uri>`.
     pub prefix: bool,
+    /// Which protocol generation woollama speaks to it (`"protocol"`).
+    pub protocol: Protocol,
+}
+
+/// `"protocol"` of a server entry: which MCP generation woollama speaks to
+/// it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// `"auto"` (the default): ask with `server/discover` and speak
+    /// 2026-07-28 when the server does, else 2025-11-25 with `initialize`.
+    #[default]
+    Auto,
+    /// `"2025-11-25"`: `initialize` only, never probe.
+    Legacy,
+    /// `"2026-07-28"`: `server/discover` only; a server without it fails to
+    /// connect.
+    Modern,
+}
+
+impl Protocol {
+    /// The values `"protocol"` takes.
+    pub const CHOICES: &'static str = "\"auto\", \"2025-11-25\" or \"2026-07-28\"";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "2025-11-25" => Some(Self::Legacy),
+            "2026-07-28" => Some(Self::Modern),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq)]
@@ -87,6 +118,7 @@ impl fmt::Debug for ServerSpec {
                 &headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             ),
         };
+        d.field("protocol", &self.protocol);
         d.finish()
     }
 }
@@ -390,6 +422,38 @@ mod tests {
             warnings[0].contains("2 servers have \"prefix\": false (a, z)")
                 && warnings[0].contains("first by name ('a')"),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn protocol_names_a_generation_and_defaults_to_auto() {
+        let (c, d) = load(
+            r#"{"mcpServers": {"a": {"command": "x"}, "b": {"command": "x", "protocol": "2025-11-25"}, "c": {"url": "http://127.0.0.1:1/mcp", "protocol": "2026-07-28"}, "d": {"command": "x", "protocol": "2026"}, "e": {"command": "x", "protocol": 7}}}"#,
+        );
+        let protocols: Vec<(&str, Protocol)> = c
+            .servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.protocol))
+            .collect();
+        assert_eq!(
+            protocols,
+            vec![
+                ("a", Protocol::Auto),
+                ("b", Protocol::Legacy),
+                ("c", Protocol::Modern)
+            ]
+        );
+        let errors = messages(&d, Severity::Error);
+        assert!(
+            errors.iter().any(|e| e.contains("mcpServers.d.protocol")
+                && e.contains("\"2026\" is not a protocol")
+                && e.contains("\"auto\", \"2025-11-25\" or \"2026-07-28\"")
+                && e.ends_with("server skipped")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("mcpServers.e.protocol")),
+            "{errors:?}"
         );
     }
 

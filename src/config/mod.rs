@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use env::{Env, Secret};
 pub use inferencers::InferencerSpec;
-pub use mcp::{ServerSpec, StoreSpec, Transport};
+pub use mcp::{Protocol, ServerSpec, StoreSpec, Transport};
 pub use recipes::{Recipe, ToolRef};
 pub use report::{Report, check_report};
 pub use settings::Settings;

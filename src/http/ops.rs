@@ -97,6 +97,7 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
                 "transport": s.transport,
                 "health": s.health.as_str(),
                 "tools": s.tools,
+                "protocol": s.protocol,
                 "attempts": attempts,
                 "last_error": error,
             })

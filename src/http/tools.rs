@@ -36,7 +36,8 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
                     v["last_error"] = json!(last_error);
                 }
                 Health::Failed { reason } => v["reason"] = json!(reason),
-                Health::Connecting | Health::Connected => {}
+                Health::Connecting => {}
+                Health::Connected => v["protocol"] = json!(s.protocol),
             }
             v
         })

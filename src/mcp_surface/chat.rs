@@ -146,6 +146,7 @@ pub async fn run(
         let next = tokio::select! {
             e = events.next() => e,
             () = ctx.ct.cancelled() => return errors::failure("cancelled"),
+            () = surface.gone.cancelled() => return errors::failure("the client went away"),
         };
         match next {
             Some(Ok(Event::ToolCall {

@@ -76,6 +76,25 @@ impl Clients {
         });
     }
 
+    /// Tells a session that just finished its handshake of the lists that
+    /// changed since it began (`began`): a change in between reached no one
+    /// (the session was not yet registered), and a client that listed in
+    /// `initialize`'s wake would never learn of it.
+    pub(super) async fn missed(
+        peer: &Peer<RoleServer>,
+        began: &tools::Snapshot,
+        now: &tools::Snapshot,
+    ) {
+        let (then, now) = (Lists::of(began), Lists::of(now));
+        for list in then.differences(&now) {
+            let _ = match list {
+                List::Tools => peer.notify_tool_list_changed().await,
+                List::Prompts => peer.notify_prompt_list_changed().await,
+                List::Resources => peer.notify_resource_list_changed().await,
+            };
+        }
+    }
+
     pub(super) fn remove(&self, id: u64) {
         self.lock().retain(|l| l.id != id);
     }
@@ -172,9 +191,24 @@ struct Lists {
     tools: Vec<String>,
     prompts: Vec<String>,
     resources: BTreeSet<String>,
+    /// A downstream's own `list_changed` counts even when the names stay.
+    generations: [u64; 3],
 }
 
 impl Lists {
+    /// The lists that differ between `self` and `now`.
+    fn differences(&self, now: &Lists) -> Vec<List> {
+        [
+            (List::Tools, self.tools != now.tools, 0),
+            (List::Prompts, self.prompts != now.prompts, 1),
+            (List::Resources, self.resources != now.resources, 2),
+        ]
+        .into_iter()
+        .filter(|(_, names, i)| *names || self.generations[*i] != now.generations[*i])
+        .map(|(list, _, _)| list)
+        .collect()
+    }
+
     fn of(s: &tools::Snapshot) -> Self {
         Self {
             tools: s.listed().map(|t| t.wire.clone()).collect(),
@@ -190,6 +224,7 @@ impl Lists {
                 .map(|r| r.uri.clone())
                 .chain(s.templates.iter().map(|t| t.uri_template.clone()))
                 .collect(),
+            generations: s.generations,
         }
     }
 }
@@ -212,14 +247,8 @@ pub(super) fn follow(
                     if changed.is_err() { return }
                     // Clone out of the channel before awaiting anything.
                     let now = Lists::of(&Arc::clone(&rx.borrow_and_update()));
-                    for (list, differs) in [
-                        (List::Tools, now.tools != last.tools),
-                        (List::Prompts, now.prompts != last.prompts),
-                        (List::Resources, now.resources != last.resources),
-                    ] {
-                        if differs {
-                            clients.changed(list).await;
-                        }
+                    for list in last.differences(&now) {
+                        clients.changed(list).await;
                     }
                     last = now;
                 }

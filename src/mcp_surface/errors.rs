@@ -70,9 +70,9 @@ pub(super) fn protocol(e: tools::Error) -> ErrorData {
             Some(serde_json::json!({ "requiredCapabilities": required })),
         ),
         tools::Error::UnknownResource(_) => ErrorData::resource_not_found(e.to_string(), None),
-        tools::Error::UnknownTool(_) | tools::Error::UnknownPrompt(_) => {
-            ErrorData::invalid_params(e.to_string(), None)
-        }
+        tools::Error::UnknownTool(_)
+        | tools::Error::UnknownPrompt(_)
+        | tools::Error::UnknownState { .. } => ErrorData::invalid_params(e.to_string(), None),
         other => ErrorData::internal_error(other.to_string(), None),
     }
 }
@@ -84,6 +84,7 @@ pub(super) fn tool_call(e: tools::Error) -> Result<CallToolResult, ErrorData> {
     match e {
         tools::Error::UnknownTool(_)
         | tools::Error::Protocol { .. }
+        | tools::Error::UnknownState { .. }
         | tools::Error::MissingCapability { .. } => Err(protocol(e)),
         e => Ok(failure(format!("dispatch failed: {e}"))),
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
-    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
     PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, Reference, ResultType,
     ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
@@ -25,7 +25,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::clients::{Channel, Clients, lock};
 use super::errors;
-use super::parked::{Bridged, Parked, Round};
+use super::parked::{Bridged, Outcome, Parked, Reply, Round};
 use super::{chat, prompts};
 use crate::app::{AppState, Live};
 use crate::tools::{self, Caller};
@@ -41,18 +41,27 @@ pub struct Surface {
     level: Arc<Mutex<LoggingLevel>>,
     /// 2026-07-28 calls waiting for their clients' input (every session's).
     parked: Parked,
+    /// Cancelled when a stdio client goes away (see `Watched`): its listen
+    /// streams end with it.
+    pub(super) gone: tokio_util::sync::CancellationToken,
+    /// The downstream snapshot when the session began (see
+    /// `Clients::missed`).
+    began: Arc<tools::Snapshot>,
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Surface {
     pub(super) fn new(live: Live, clients: Clients, parked: Parked) -> Self {
+        let began = live.load().tools.snapshot();
         Self {
+            began,
             live,
             clients,
             id: SESSIONS.fetch_add(1, Ordering::Relaxed),
             level: Arc::new(Mutex::new(LoggingLevel::Info)),
             parked,
+            gone: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -91,26 +100,35 @@ impl Surface {
         }
     }
 
-    /// A 2026-07-28 `tools/call` of a downstream tool, or its retry with
-    /// the client's input (`parked`): the result, or `input_required` when
-    /// the downstream asks the client for something.
-    async fn bridged(
+    /// A 2026-07-28 request to a downstream (`method`: a `tools/call`,
+    /// `prompts/get` or `resources/read`), or its retry with the client's
+    /// input: run through `run` with the caller and whatever of the retry is
+    /// the downstream's own, to its end or to the downstream's next
+    /// question (then `input_required`, see `parked`).
+    async fn bridged<F, Fut>(
         &self,
-        mut request: CallToolRequestParams,
+        method: &'static str,
+        mut retry: tools::Retry,
         ctx: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let call = match request.request_state.take() {
-            Some(state) => {
-                let Some(mut call) = self.parked.take(&state) else {
-                    return Err(ErrorData::invalid_params(
-                        "unknown requestState: woollama did not issue it, or the call it named has ended (a call waits for its input for 5 minutes)",
-                        None,
-                    ));
-                };
-                call.answer(request.input_responses.take());
+        run: F,
+    ) -> Result<Round, ErrorData>
+    where
+        F: FnOnce(Caller, tools::Retry) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let parked = retry
+            .request_state
+            .as_deref()
+            .and_then(|state| self.parked.take(state, method));
+        let call = match parked {
+            Some(mut call) => {
+                call.answer(retry.input_responses.take());
                 call
             }
             None => {
+                // A state woollama did not issue goes to the downstream:
+                // a 2026-07-28 one issued it (the tools layer refuses it
+                // for an older one).
                 let (to, asked) = tokio::sync::mpsc::unbounded_channel();
                 let ended = tokio_util::sync::CancellationToken::new();
                 let mut caller = self.caller(ctx);
@@ -118,28 +136,34 @@ impl Surface {
                     to,
                     ended: ended.clone(),
                 });
-                let tools = self.state().tools.clone();
+                let work = run(caller, retry);
                 Bridged::start(
+                    method,
                     async move {
                         // Cancelled however the call ends, aborted included.
                         let _ended = ended.drop_guard();
-                        tools
-                            .call_for(&request.name, request.arguments, Some(caller))
-                            .await
+                        work.await
                     },
                     asked,
                 )
             }
         };
         let parked = self.parked.clone();
-        let round = cancellable(ctx, async move { Ok(call.round(&parked).await) }).await?;
-        match round {
-            Round::Done(Ok(mut r)) => {
-                r.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(CallToolResponse::Complete(r))
-            }
-            Round::Done(Err(e)) => errors::tool_call(e).map(CallToolResponse::Complete),
-            Round::Asked(asked) => Ok(CallToolResponse::InputRequired(asked)),
+        self.cancellable(ctx, async move { Ok(call.round(&parked).await) })
+            .await
+    }
+
+    /// Races a proxied request against the client's cancellation, and its
+    /// going away (dropping the request cancels it downstream).
+    async fn cancellable<T>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        work: impl Future<Output = Result<T, ErrorData>>,
+    ) -> Result<T, ErrorData> {
+        tokio::select! {
+            r = work => r,
+            () = ctx.ct.cancelled() => Err(ErrorData::internal_error("the request was cancelled", None)),
+            () = self.gone.cancelled() => Err(ErrorData::internal_error("the client went away", None)),
         }
     }
 
@@ -160,6 +184,36 @@ impl Surface {
     fn aggregates(&self) -> bool {
         !self.state().config.servers.is_empty()
     }
+}
+
+/// The most of one downstream's `instructions` passed on.
+const INSTRUCTIONS_MAX: usize = 2000;
+
+/// woollama's instructions, then each connected downstream's own (under
+/// its name, cut at [`INSTRUCTIONS_MAX`] characters), as clients read them
+/// in `initialize` and `server/discover`.
+fn instructions(snap: &tools::Snapshot) -> String {
+    let mut text = String::from(
+        "woollama routes between AI clients and backends. `chat` runs a recipe (a system prompt, a model \
+         and a tool allow-list) and returns its answer; the recipes are also listed as prompts. Every \
+         other tool, prompt and resource belongs to a downstream MCP server: tools and prompts are named \
+         mcp__<server>__<name> and resources woollama://<server>/<uri>, unless that server is configured \
+         to keep its own names.",
+    );
+    for s in &snap.servers {
+        let Some(own) = s
+            .instructions
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            continue;
+        };
+        let cut: String = own.chars().take(INSTRUCTIONS_MAX).collect();
+        let more = if cut.len() < own.len() { " …" } else { "" };
+        text.push_str(&format!("\n\nServer '{}' says: {cut}{more}", s.name));
+    }
+    text
 }
 
 /// The grant this request came with, if any.
@@ -188,16 +242,12 @@ fn reexport(entry: &tools::ToolEntry) -> Tool {
     t
 }
 
-/// Races a proxied request against the client's cancellation (dropping the
-/// request cancels it downstream).
-async fn cancellable<T>(
-    ctx: &RequestContext<RoleServer>,
-    work: impl Future<Output = Result<T, ErrorData>>,
-) -> Result<T, ErrorData> {
-    tokio::select! {
-        r = work => r,
-        () = ctx.ct.cancelled() => Err(ErrorData::internal_error("the request was cancelled", None)),
-    }
+/// A bridged request that came back as another kind of request (a bug).
+fn mixed_up() -> ErrorData {
+    ErrorData::internal_error(
+        "woollama mixed up a bridged request with another kind; please report this",
+        None,
+    )
 }
 
 impl ServerHandler for Surface {
@@ -219,22 +269,31 @@ impl ServerHandler for Surface {
             builder.build()
         };
         ServerConfig::new(capabilities)
-        .with_server_info(Implementation::new("woollama", env!("CARGO_PKG_VERSION")).with_title("woollama"))
-        .with_instructions(
-            "woollama routes between AI clients and backends. `chat` runs a recipe (a system prompt, a model \
-             and a tool allow-list) and returns its answer; the recipes are also listed as prompts. Every \
-             other tool, prompt and resource belongs to a downstream MCP server: tools and prompts are named \
-             mcp__<server>__<name> and resources woollama://<server>/<uri>, unless that server is configured \
-             to keep its own names.",
-        )
+            .with_server_info(
+                Implementation::new("woollama", env!("CARGO_PKG_VERSION")).with_title("woollama"),
+            )
+            .with_instructions(instructions(&self.state().tools.snapshot()))
+    }
+
+    /// 2026-07-28 `server/discover`: the aggregated view (what woollama
+    /// and its downstreams offer together, their instructions included), once
+    /// the first connection attempts are over, so a client that asks the
+    /// moment woollama starts learns about the downstreams too.
+    async fn discover(&self, _: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+        self.snapshot().await;
+        Ok(DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            self.get_info(),
+        ))
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
         let channel = Channel::Session {
-            peer: ctx.peer,
+            peer: ctx.peer.clone(),
             level: Arc::clone(&self.level),
         };
         self.clients.add(self.id, channel, HashSet::new());
+        Clients::missed(&ctx.peer, &self.began, &self.state().tools.snapshot()).await;
     }
 
     /// 2026-07-28 `subscriptions/listen`: every list change and resource
@@ -248,10 +307,16 @@ impl ServerHandler for Surface {
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        let ended = async {
+            tokio::select! {
+                () = ctx.cancelled() => {}
+                () = self.gone.cancelled() => {}
+            }
+        };
         if scope(ctx.request_context()).is_some() {
             // A delegate hears nothing outside its calls: no resource
             // updates, no other server's logs or list changes.
-            ctx.cancelled().await;
+            ended.await;
             return Ok(());
         }
         let uris: HashSet<String> = ctx
@@ -269,7 +334,7 @@ impl ServerHandler for Surface {
         let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
         self.clients
             .add(id, Channel::Listen(ctx.sink().clone()), uris.clone());
-        ctx.cancelled().await;
+        ended.await;
         self.clients.remove(id);
         for uri in &uris {
             if !self.clients.subscribe(id, uri, false) {
@@ -339,20 +404,36 @@ impl ServerHandler for Surface {
             // Right after start-up the tool's server may still be connecting.
             self.snapshot().await;
         }
-        let state = self.state();
-        if ctx.meta.protocol_version().is_some() {
-            return self.bridged(request, &ctx).await;
-        }
-        let call = state
-            .tools
-            .call_for(&request.name, request.arguments, Some(self.caller(&ctx)));
-        let result = cancellable(&ctx, async { Ok(call.await) }).await?;
-        match result {
-            Ok(mut r) => {
+        let tools = self.state().tools.clone();
+        let (name, arguments) = (request.name, request.arguments);
+        let retry = tools::Retry {
+            input_responses: request.input_responses,
+            request_state: request.request_state,
+        };
+        let outcome = if ctx.meta.protocol_version().is_some() {
+            let round = self
+                .bridged("tools/call", retry, &ctx, |caller, retry| async move {
+                    let call = tools.call_for(&name, arguments, retry, Some(caller));
+                    call.await.map(Reply::Tool)
+                })
+                .await?;
+            match round {
+                Round::Asked(asked) => return Ok(CallToolResponse::InputRequired(asked)),
+                Round::Done(outcome) => outcome,
+            }
+        } else {
+            let call = tools.call_for(&name, arguments, retry, Some(self.caller(&ctx)));
+            self.cancellable(&ctx, async { Ok(call.await.map(Reply::Tool)) })
+                .await?
+        };
+        match outcome {
+            Ok(Reply::Tool(CallToolResponse::Complete(mut r))) => {
                 // Older downstreams omit resultType; 2026-07-28 clients need it.
                 r.result_type.get_or_insert(ResultType::COMPLETE);
                 Ok(CallToolResponse::Complete(r))
             }
+            Ok(Reply::Tool(other)) => Ok(other),
+            Ok(_) => Err(mixed_up()),
             Err(e) => errors::tool_call(e).map(CallToolResponse::Complete),
         }
     }
@@ -389,12 +470,38 @@ impl ServerHandler for Surface {
             return prompts::get(&self.state().config.recipes, &request)
                 .map(GetPromptResponse::Complete);
         }
-        let caller = self.caller(&ctx);
-        let state = self.state();
-        let get = state.tools.get_prompt(request, Some(caller));
-        let mut r = cancellable(&ctx, async { get.await.map_err(errors::protocol) }).await?;
-        r.result_type.get_or_insert(ResultType::COMPLETE);
-        Ok(GetPromptResponse::Complete(r))
+        let tools = self.state().tools.clone();
+        let outcome = if ctx.meta.protocol_version().is_some() {
+            let retry = tools::Retry {
+                input_responses: request.input_responses.clone(),
+                request_state: request.request_state.clone(),
+            };
+            let round = self
+                .bridged("prompts/get", retry, &ctx, |caller, retry| async move {
+                    let mut request = request;
+                    request.input_responses = retry.input_responses;
+                    request.request_state = retry.request_state;
+                    let get = tools.get_prompt(request, Some(caller));
+                    get.await.map(Reply::Prompt)
+                })
+                .await?;
+            match round {
+                Round::Asked(asked) => return Ok(GetPromptResponse::InputRequired(asked)),
+                Round::Done(outcome) => outcome,
+            }
+        } else {
+            let get = tools.get_prompt(request, Some(self.caller(&ctx)));
+            self.cancellable(&ctx, async { Ok(get.await.map(Reply::Prompt)) })
+                .await?
+        };
+        match outcome.map_err(errors::protocol)? {
+            Reply::Prompt(GetPromptResponse::Complete(mut r)) => {
+                r.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(GetPromptResponse::Complete(r))
+            }
+            Reply::Prompt(other) => Ok(other),
+            _ => Err(mixed_up()),
+        }
     }
 
     async fn list_resources(
@@ -440,13 +547,36 @@ impl ServerHandler for Surface {
             return Err(outside_grant("a resource"));
         }
         self.snapshot().await;
-        let state = self.state();
-        let read = state
-            .tools
-            .read_resource(&request.uri, Some(self.caller(&ctx)));
-        let mut r = cancellable(&ctx, async { read.await.map_err(errors::protocol) }).await?;
-        r.result_type.get_or_insert(ResultType::COMPLETE);
-        Ok(ReadResourceResponse::Complete(r))
+        let tools = self.state().tools.clone();
+        let retry = tools::Retry {
+            input_responses: request.input_responses,
+            request_state: request.request_state,
+        };
+        let uri = request.uri;
+        let outcome = if ctx.meta.protocol_version().is_some() {
+            let round = self
+                .bridged("resources/read", retry, &ctx, |caller, retry| async move {
+                    let read = tools.read_resource(&uri, retry, Some(caller));
+                    read.await.map(Reply::Resource)
+                })
+                .await?;
+            match round {
+                Round::Asked(asked) => return Ok(ReadResourceResponse::InputRequired(asked)),
+                Round::Done(outcome) => outcome,
+            }
+        } else {
+            let read = tools.read_resource(&uri, retry, Some(self.caller(&ctx)));
+            self.cancellable(&ctx, async { Ok(read.await.map(Reply::Resource)) })
+                .await?
+        };
+        match outcome.map_err(errors::protocol)? {
+            Reply::Resource(ReadResourceResponse::Complete(mut r)) => {
+                r.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(ReadResourceResponse::Complete(r))
+            }
+            Reply::Resource(other) => Ok(other),
+            _ => Err(mixed_up()),
+        }
     }
 
     async fn subscribe(

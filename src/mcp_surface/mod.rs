@@ -98,9 +98,15 @@ impl McpSurface {
 
     /// Serves one session on stdin/stdout until the client closes it.
     pub async fn serve_stdio(self) -> Result<(), String> {
-        let service = self
-            .session()
-            .serve(rmcp::transport::stdio())
+        let session = self.session();
+        let transport = Watched {
+            inner: rmcp::transport::IntoTransport::<rmcp::RoleServer, _, _>::into_transport(
+                rmcp::transport::stdio(),
+            ),
+            gone: session.gone.clone(),
+        };
+        let service = session
+            .serve(transport)
             .await
             .map_err(|e| format!("the MCP session could not start: {e}"))?;
         service
@@ -108,5 +114,39 @@ impl McpSurface {
             .await
             .map_err(|e| format!("the MCP session failed: {e}"))?;
         Ok(())
+    }
+}
+
+/// A server transport that says when its client went away (end of input),
+/// so long-lived handlers end with it: rmcp lets in-flight requests finish
+/// before it closes, and a `subscriptions/listen` stream never would —
+/// `woollama mcp` lingered five seconds after its client closed stdin.
+struct Watched<T> {
+    inner: T,
+    gone: tokio_util::sync::CancellationToken,
+}
+
+impl<T: rmcp::transport::Transport<rmcp::RoleServer>> rmcp::transport::Transport<rmcp::RoleServer>
+    for Watched<T>
+{
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<rmcp::RoleServer>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<rmcp::RoleServer>> {
+        let message = self.inner.receive().await;
+        if message.is_none() {
+            self.gone.cancel();
+        }
+        message
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
     }
 }

@@ -1,17 +1,22 @@
 //! Multi-round-trip requests, bridged (protocol 2026-07-28 in front, an
 //! older session behind).
 //!
-//! woollama talks to its downstreams over 2025-11-25 sessions, where a
-//! server that needs the client's input mid-call sends it a request
-//! (sampling, elicitation, roots). A 2026-07-28 client takes no such request:
-//! the server answers the call with an `input_required` result instead, and
-//! the client calls again with its `inputResponses` and the `requestState`
-//! it was given. So for a 2026-07-28 `tools/call`, woollama runs the
-//! downstream call in a task of its own, and when the downstream asks for
-//! input, answers the client `input_required` with the downstream's request
-//! and parks the call under a fresh, random `requestState`. The retry finds
-//! the call by that state, hands the client's answers to the waiting
-//! downstream, and waits again: for the result, or for the next question.
+//! A downstream on a 2025-11-25 session that needs the client's input
+//! mid-request sends it a request (sampling, elicitation, roots). A
+//! 2026-07-28 client takes no such request: the server answers with an
+//! `input_required` result instead, and the client sends its request again
+//! with its `inputResponses` and the `requestState` it was given. So for a
+//! 2026-07-28 `tools/call`, `prompts/get` or `resources/read`, woollama runs
+//! the downstream request in a task of its own, and when the downstream asks
+//! for input, answers the client `input_required` with the downstream's
+//! request and parks the call under a fresh, random `requestState`. The
+//! retry finds the call by that state, hands the client's answers to the
+//! waiting downstream, and waits again: for the result, or for the next
+//! question.
+//!
+//! (A 2026-07-28 downstream needs none of this: its own `input_required`
+//! goes to the client as it came, and the retry's state, which woollama did
+//! not issue, goes back to it — see `tools::Retry`.)
 //!
 //! Bounded: a parked call waits at most [`tools::ASK_LIMIT`] for its retry,
 //! and at most [`MAX_PARKED`] calls wait at once (the oldest goes first);
@@ -24,7 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rmcp::ErrorData;
-use rmcp::model::{CallToolResult, InputRequest, InputRequiredResult, InputResponses};
+use rmcp::model::{
+    CallToolResponse, GetPromptResponse, InputRequest, InputRequiredResult, InputResponses,
+    ReadResourceResponse,
+};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,8 +43,18 @@ pub const MAX_PARKED: usize = 256;
 
 type Answer = oneshot::Sender<Result<Value, ErrorData>>;
 
+/// What a bridged request came back with.
+pub enum Reply {
+    Tool(CallToolResponse),
+    Prompt(GetPromptResponse),
+    Resource(ReadResourceResponse),
+}
+
+/// How a bridged request ended.
+pub type Outcome = Result<Reply, tools::Error>;
+
 /// A downstream call in its own task, aborted when dropped.
-struct Running(tokio::task::JoinHandle<Result<CallToolResult, tools::Error>>);
+struct Running(tokio::task::JoinHandle<Outcome>);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -47,6 +65,8 @@ impl Drop for Running {
 /// A bridged call: the downstream call running, the questions it asked
 /// that the client has not answered yet, and where its next ones arrive.
 pub struct Bridged {
+    /// The method it answers (a state is good for that method only).
+    method: &'static str,
     running: Running,
     asks: mpsc::UnboundedReceiver<Ask>,
     open: BTreeMap<String, (InputRequest, Answer)>,
@@ -57,7 +77,7 @@ pub struct Bridged {
 /// What a round ended with.
 pub enum Round {
     /// The downstream call finished.
-    Done(Result<CallToolResult, tools::Error>),
+    Done(Outcome),
     /// It waits for the client's input.
     Asked(InputRequiredResult),
 }
@@ -73,10 +93,14 @@ impl Parked {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes the call parked under `state`, if woollama issued it and still
-    /// holds it.
-    pub fn take(&self, state: &str) -> Option<Bridged> {
-        self.lock()
+    /// Takes the `method` call parked under `state`, if woollama issued it
+    /// and still holds it.
+    pub fn take(&self, state: &str, method: &str) -> Option<Bridged> {
+        let mut parked = self.lock();
+        if parked.get(state).is_some_and(|c| c.method != method) {
+            return None;
+        }
+        parked
             .remove(state)
             .filter(|c| c.since.elapsed() < tools::ASK_LIMIT)
     }
@@ -109,10 +133,12 @@ impl Parked {
 impl Bridged {
     /// The downstream call, started; its questions arrive on `asks`.
     pub fn start(
-        call: impl std::future::Future<Output = Result<CallToolResult, tools::Error>> + Send + 'static,
+        method: &'static str,
+        call: impl std::future::Future<Output = Outcome> + Send + 'static,
         asks: mpsc::UnboundedReceiver<Ask>,
     ) -> Self {
         Self {
+            method,
             running: Running(tokio::spawn(call)),
             asks,
             open: BTreeMap::new(),
@@ -175,7 +201,7 @@ mod tests {
 
     fn waiting() -> Bridged {
         let (_asks, asked) = mpsc::unbounded_channel();
-        Bridged::start(std::future::pending(), asked)
+        Bridged::start("tools/call", std::future::pending(), asked)
     }
 
     #[tokio::test]
@@ -186,9 +212,16 @@ mod tests {
         for _ in 0..MAX_PARKED {
             later.push(parked.park(waiting()));
         }
-        assert!(parked.take(&first).is_none(), "the oldest was not let go");
-        assert!(parked.take(&later[0]).is_some());
-        assert!(parked.take("wl1.made-up").is_none());
+        assert!(
+            parked.take(&first, "tools/call").is_none(),
+            "the oldest was not let go"
+        );
+        assert!(
+            parked.take(&later[0], "prompts/get").is_none(),
+            "a state is good for its own method only"
+        );
+        assert!(parked.take(&later[0], "tools/call").is_some());
+        assert!(parked.take("wl1.made-up", "tools/call").is_none());
     }
 
     #[tokio::test]
@@ -200,14 +233,14 @@ mod tests {
             .expect("an instant that long ago");
         let state = parked.park(late);
         // Parking does not reset the clock of a call parked before.
-        assert!(parked.take(&state).is_none());
+        assert!(parked.take(&state, "tools/call").is_none());
     }
 
     #[tokio::test]
     async fn a_call_let_go_is_aborted_and_its_question_answered_with_an_error() {
         let (asks, asked) = mpsc::unbounded_channel();
         let (answer, answered) = oneshot::channel();
-        let call = Bridged::start(std::future::pending(), asked);
+        let call = Bridged::start("tools/call", std::future::pending(), asked);
         asks.send(Ask {
             request: InputRequest::ListRoots(rmcp::model::ListRootsRequest::default()),
             answer,
@@ -219,7 +252,7 @@ mod tests {
         };
         assert_eq!(asked.input_requests.as_ref().map(BTreeMap::len), Some(1));
         let state = asked.request_state.expect("state");
-        drop(parked.take(&state));
+        drop(parked.take(&state, "tools/call"));
         // The downstream's waiting request sees its answer channel close.
         assert!(answered.await.is_err());
     }

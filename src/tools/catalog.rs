@@ -63,6 +63,12 @@ pub struct Catalog {
     pub templates: Vec<ResourceTemplate>,
     /// The server's capabilities from its handshake.
     pub capabilities: Option<ServerCapabilities>,
+    /// What the server tells its clients about itself (`instructions`).
+    pub instructions: Option<String>,
+    /// How many times the server said its tools, prompts and resources
+    /// changed: clients are told of such a change even when the names stay
+    /// the same (a definition may have changed).
+    pub generations: [u64; 3],
 }
 
 /// One configured server as the snapshot sees it.
@@ -78,6 +84,11 @@ pub struct ServerStatus {
     pub unprefixed: bool,
     /// What the server said it can do; `None` while it is down.
     pub capabilities: Option<ServerCapabilities>,
+    /// The protocol version woollama speaks with it; `None` while it is
+    /// down.
+    pub protocol: Option<String>,
+    /// Its `instructions`, while it is connected.
+    pub instructions: Option<String>,
 }
 
 /// One server's part of a snapshot.
@@ -151,6 +162,8 @@ pub struct Snapshot {
     pub templates: Vec<TemplateEntry>,
     /// How name collisions between unprefixed servers were resolved.
     pub collisions: Vec<String>,
+    /// The servers' list-change counts (tools, prompts, resources), summed.
+    pub generations: [u64; 3],
     by_wire: HashMap<String, usize>,
     by_ref: HashMap<(String, String), usize>,
     by_prompt: HashMap<String, usize>,
@@ -264,6 +277,12 @@ impl Snapshot {
     ) -> Self {
         parts.sort_by(|a, b| a.status.name.cmp(&b.status.name));
         let mut collisions = Vec::new();
+        let mut generations = [0u64; 3];
+        for p in &parts {
+            for (sum, g) in generations.iter_mut().zip(p.catalog.generations) {
+                *sum = sum.wrapping_add(g);
+            }
+        }
 
         let tools = expose(
             &parts,
@@ -346,9 +365,11 @@ impl Snapshot {
                 s
             })
             .collect();
-        Snapshot::indexed(
+        let mut snapshot = Snapshot::indexed(
             version, servers, tools, prompts, resources, templates, collisions,
-        )
+        );
+        snapshot.generations = generations;
+        snapshot
     }
 
     /// The snapshot with its lookup indexes.
@@ -370,6 +391,7 @@ impl Snapshot {
         let by_prompt = index(&prompts, |p| p.wire.clone());
         let by_uri = index(&resources, |r| r.uri.clone());
         Snapshot {
+            generations: [0; 3],
             own_prompts: Vec::new(),
             version,
             servers,
@@ -487,6 +509,8 @@ mod tests {
                 tools: 0,
                 unprefixed,
                 capabilities: Some(ServerCapabilities::builder().enable_resources().build()),
+                protocol: None,
+                instructions: None,
             },
             catalog: Catalog {
                 tools: tools.iter().map(|t| tool(t)).collect(),

@@ -6,14 +6,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
 use rmcp::model::{
     ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
     ElicitRequestParams, ElicitResult, Implementation, JsonRpcMessage, ListRootsResult,
-    ResourceUpdatedNotificationParam, ServerCapabilities, ServerNotification,
+    ProtocolVersion, ResourceUpdatedNotificationParam, ServerCapabilities, ServerNotification,
 };
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::service::{
     NotificationContext, RequestContext, RunningService, RxJsonRpcMessage, TxJsonRpcMessage,
 };
@@ -21,14 +23,14 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{
     StreamableHttpClientTransport, TokioChildProcess, Transport as McpTransport,
 };
-use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceError, ServiceExt};
-use tokio::sync::{Notify, broadcast};
+use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceError};
+use tokio::sync::broadcast;
 
 use super::catalog::Catalog;
-use super::downstream::Downstream;
+use super::downstream::{Downstream, Refresh};
 use super::forward::{self, InFlight};
 use super::{Event, McpSettings};
-use crate::config::{Env, Transport};
+use crate::config::{Env, Protocol, Transport};
 use crate::guard;
 
 /// The `PATH` a child is started with: its own `env`'s, else the inherited one.
@@ -64,22 +66,22 @@ pub(super) fn base_env(env: &Env) -> Arc<BTreeMap<String, String>> {
 #[derive(Clone)]
 pub(super) struct DownstreamClient {
     server: String,
-    refresh: Arc<Notify>,
+    refresh: Arc<Refresh>,
     inflight: Arc<InFlight>,
     events: broadcast::Sender<Event>,
 }
 
 impl ClientHandler for DownstreamClient {
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
-        self.refresh.notify_one();
+        self.refresh.changed(Refresh::TOOLS);
     }
 
     async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
-        self.refresh.notify_one();
+        self.refresh.changed(Refresh::PROMPTS);
     }
 
     async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
-        self.refresh.notify_one();
+        self.refresh.changed(Refresh::RESOURCES);
     }
 
     async fn on_resource_updated(
@@ -125,10 +127,13 @@ impl ClientHandler for DownstreamClient {
             "roots": {}
         }))
         .unwrap_or_default();
+        // The version `initialize` asks for (2026-07-28 has no initialize:
+        // `Start` names it for `server/discover`).
         ClientConfig::new(
             capabilities,
             Implementation::new("woollama", env!("CARGO_PKG_VERSION")),
         )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }
 }
 
@@ -236,6 +241,7 @@ pub(super) async fn load_catalog(server: &str, peer: &Peer<RoleClient>) -> Resul
         }
     }
     catalog.capabilities = capabilities;
+    catalog.instructions = peer.peer_info().and_then(|i| i.instructions.clone());
     Ok(catalog)
 }
 
@@ -301,7 +307,40 @@ fn spawn(
     Ok(transport)
 }
 
+/// How a connection starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// 2025-11-25: `initialize`.
+    Legacy,
+    /// 2026-07-28: `server/discover`, nothing else.
+    Modern,
+    /// `server/discover`, then `initialize` on the same connection when the
+    /// server answers it with an error or not at all (rmcp waits 10 s).
+    Probe,
+}
+
+impl Start {
+    fn lifecycle(self) -> ClientLifecycleMode {
+        let modern = vec![ProtocolVersion::V_2026_07_28];
+        match self {
+            Start::Legacy => ClientLifecycleMode::Initialize,
+            Start::Modern => ClientLifecycleMode::Discover {
+                preferred_versions: modern,
+            },
+            Start::Probe => ClientLifecycleMode::Auto {
+                preferred_versions: modern,
+                legacy_version: Some(ProtocolVersion::V_2025_11_25),
+            },
+        }
+    }
+}
+
 /// Connects `ds` once: transport, handshake, and the first listing.
+///
+/// `"protocol": "auto"` probes with `server/discover`; a server that breaks
+/// on the probe instead of answering it (exits, or an HTTP server that
+/// refuses a request without a session) is connected again at once with
+/// `initialize` alone, and remembered as 2025-11-25 for its reconnects.
 pub(super) async fn connect(
     ds: &Downstream,
     env: &BTreeMap<String, String>,
@@ -309,6 +348,47 @@ pub(super) async fn connect(
     events: &broadcast::Sender<Event>,
     settings: &McpSettings,
 ) -> Result<Connected, String> {
+    let start = match ds.spec.protocol {
+        Protocol::Legacy => Start::Legacy,
+        Protocol::Modern => Start::Modern,
+        Protocol::Auto if ds.legacy_seen.load(Ordering::Relaxed) => Start::Legacy,
+        Protocol::Auto => Start::Probe,
+    };
+    let name = &ds.spec.name;
+    let (session, group) = match open(ds, env, http, events, settings, start).await {
+        Err(e) if start == Start::Probe => {
+            tracing::info!(server = %name, "the server did not take server/discover ({e}); connecting again with initialize (2025-11-25)");
+            ds.legacy_seen.store(true, Ordering::Relaxed);
+            open(ds, env, http, events, settings, Start::Legacy).await?
+        }
+        other => other?,
+    };
+    let catalog = match load_catalog(name, session.peer()).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = session.cancel().await;
+            if let Some(g) = group {
+                stop_group(name, g).await;
+            }
+            return Err(e);
+        }
+    };
+    Ok(Connected {
+        session,
+        catalog,
+        group,
+    })
+}
+
+/// The transport and the handshake.
+async fn open(
+    ds: &Downstream,
+    env: &BTreeMap<String, String>,
+    http: &reqwest::Client,
+    events: &broadcast::Sender<Event>,
+    settings: &McpSettings,
+    start: Start,
+) -> Result<(Session, Option<u32>), String> {
     let handler = DownstreamClient {
         server: ds.spec.name.clone(),
         refresh: Arc::clone(&ds.refresh),
@@ -316,8 +396,16 @@ pub(super) async fn connect(
         events: events.clone(),
     };
     let name = ds.spec.name.clone();
-    let mut group = None;
-    let session = match &ds.spec.transport {
+    let modern_only = |e: &dyn std::fmt::Display| {
+        if start == Start::Modern {
+            format!(
+                "{e} (this server has \"protocol\": \"2026-07-28\"; if it speaks only 2025-11-25, set \"auto\" or \"2025-11-25\" in mcp.json)"
+            )
+        } else {
+            e.to_string()
+        }
+    };
+    match &ds.spec.transport {
         Transport::Stdio {
             command,
             args,
@@ -325,15 +413,25 @@ pub(super) async fn connect(
         } => {
             let transport = spawn(&name, command, args, env, extra, settings)?;
             // The child leads its own group: its pid is the group id.
-            group = transport.id();
-            handler
-                .serve(InOrder::new(transport, ds, events))
+            let group = transport.id();
+            let session = handler
+                .serve_with_lifecycle(InOrder::new(transport, ds, events), start.lifecycle())
                 .await
                 .map_err(|e| {
                     format!(
-                        "MCP handshake failed: {e} (the server exited or wrote something other than MCP on stdout; its stderr is in this log under server={name})"
+                        "MCP handshake failed: {} (the server exited or wrote something other than MCP on stdout; its stderr is in this log under server={name})",
+                        modern_only(&e)
                     )
-                })?
+                });
+            match session {
+                Ok(s) => Ok((s, group)),
+                Err(e) => {
+                    if let Some(g) = group {
+                        stop_group(&name, g).await;
+                    }
+                    Err(e)
+                }
+            }
         }
         Transport::Http { url, headers } => {
             let mut map = HashMap::new();
@@ -346,30 +444,17 @@ pub(super) async fn connect(
             let config =
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(map);
             let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
-            handler
-                .serve(InOrder::new(transport, ds, events))
+            let session = handler
+                .serve_with_lifecycle(InOrder::new(transport, ds, events), start.lifecycle())
                 .await
                 .map_err(|e| {
                     format!(
-                        "MCP handshake failed: {e} (is an MCP server listening at {}? check the url in mcp.json)",
+                        "MCP handshake failed: {} (is an MCP server listening at {}? check the url in mcp.json)",
+                        modern_only(&e),
                         crate::config::mcp::display_url(url)
                     )
-                })?
+                })?;
+            Ok((session, None))
         }
-    };
-    let catalog = match load_catalog(&name, session.peer()).await {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = session.cancel().await;
-            if let Some(g) = group {
-                stop_group(&name, g).await;
-            }
-            return Err(e);
-        }
-    };
-    Ok(Connected {
-        session,
-        catalog,
-        group,
-    })
+    }
 }

@@ -2,17 +2,20 @@
 //! peer), the calls through it, and the supervisor that keeps it connected
 //! (reconnecting with backoff, refreshing its lists when told).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, RequestId, ServerResult,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, CancelledNotificationParam,
+    ClientRequest, InputResponses, ProtocolVersion, RequestId, RequestMetaObject,
+    ServerCapabilities, ServerNotification, ServerResult, SubscriptionFilter,
 };
-use rmcp::service::PeerRequestOptions;
+use rmcp::service::{PeerRequestOptions, Subscription};
 use rmcp::{Peer, RoleClient, ServiceError};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::catalog::{Catalog, Part, ServerStatus};
 use super::connect::{Connected, Session, connect, load_catalog, stop_group};
@@ -24,18 +27,28 @@ pub(super) struct Downstream {
     pub spec: ServerSpec,
     state: Mutex<State>,
     /// The server said one of its lists changed.
-    pub refresh: Arc<Notify>,
+    pub refresh: Arc<Refresh>,
     /// Calls in flight, for forwarding what the server sends back.
     pub inflight: Arc<InFlight>,
     /// Cancelled when this server is taken out (a reload removed or changed
     /// it) or woollama shuts down: its supervisor stops it and ends.
     pub stop: tokio_util::sync::CancellationToken,
+    /// `"protocol": "auto"` found that the server speaks only 2025-11-25:
+    /// its reconnects skip the `server/discover` probe.
+    pub legacy_seen: AtomicBool,
+    /// Resource URIs (as the server knows them) that clients subscribed to.
+    /// A 2026-07-28 connection has no `resources/subscribe`: they travel in
+    /// its `subscriptions/listen` filter, reopened when this set changes.
+    subscribed: Mutex<BTreeSet<String>>,
+    resubscribe: Notify,
 }
 
 struct State {
     health: Health,
     catalog: Catalog,
     live: Option<Live>,
+    /// The protocol version of the live connection.
+    protocol: Option<ProtocolVersion>,
 }
 
 /// One connection's peer, and its own signal that a call found it broken.
@@ -46,9 +59,83 @@ struct State {
 /// that cut the next one, so a server that died once under load never
 /// came back.
 #[derive(Clone)]
-struct Live {
+pub(super) struct Live {
     peer: Peer<RoleClient>,
     broken: Arc<Notify>,
+    /// A 2026-07-28 connection: no session, every request carries its
+    /// caller's capabilities and log level, and the server asks for input
+    /// with `input_required` results instead of requests of its own.
+    modern: bool,
+}
+
+/// Which of a server's lists it said changed, and the signal to list them
+/// again.
+#[derive(Default)]
+pub(super) struct Refresh {
+    pending: std::sync::atomic::AtomicU8,
+    notify: Notify,
+}
+
+impl Refresh {
+    pub const TOOLS: u8 = 1;
+    pub const PROMPTS: u8 = 2;
+    pub const RESOURCES: u8 = 4;
+
+    /// The server said `lists` changed.
+    pub fn changed(&self, lists: u8) {
+        self.pending.fetch_or(lists, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+}
+
+/// The most `input_required` rounds woollama answers for one request
+/// before it gives up on a server that keeps asking.
+const MAX_ROUNDS: usize = 16;
+
+/// What a 2026-07-28 client sends back after an `input_required` result:
+/// its answers and the `requestState` it was given. Passed on to a
+/// 2026-07-28 downstream, which issued that state.
+#[derive(Debug, Clone, Default)]
+pub struct Retry {
+    pub input_responses: Option<InputResponses>,
+    pub request_state: Option<String>,
+}
+
+impl Retry {
+    /// Whether the request is a retry at all.
+    pub fn is_empty(&self) -> bool {
+        self.input_responses.is_none() && self.request_state.is_none()
+    }
+
+    /// Sets the answers and the state on a request that can carry them.
+    fn apply(self, request: &mut ClientRequest) {
+        let (responses, state) = (self.input_responses, self.request_state);
+        match request {
+            ClientRequest::CallToolRequest(r) => {
+                r.params.input_responses = responses;
+                r.params.request_state = state;
+            }
+            ClientRequest::GetPromptRequest(r) => {
+                r.params.input_responses = responses;
+                r.params.request_state = state;
+            }
+            ClientRequest::ReadResourceRequest(r) => {
+                r.params.input_responses = responses;
+                r.params.request_state = state;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What a request is, for messages.
+fn what(request: &ClientRequest) -> String {
+    match request {
+        ClientRequest::CallToolRequest(r) => format!("tool '{}'", r.params.name),
+        ClientRequest::GetPromptRequest(r) => format!("prompt '{}'", r.params.name),
+        ClientRequest::ReadResourceRequest(r) => format!("resource '{}'", r.params.uri),
+        _ => "the request".to_string(),
+    }
 }
 
 /// Sends `notifications/cancelled` for a request whose caller went away
@@ -82,9 +169,13 @@ impl Downstream {
                 health: Health::Connecting,
                 catalog: Catalog::default(),
                 live: None,
+                protocol: None,
             }),
-            refresh: Arc::new(Notify::new()),
+            refresh: Arc::default(),
             inflight: Arc::default(),
+            legacy_seen: AtomicBool::new(false),
+            subscribed: Mutex::new(BTreeSet::new()),
+            resubscribe: Notify::new(),
         }
     }
 
@@ -110,6 +201,12 @@ impl Downstream {
                 tools: 0,
                 unprefixed: !self.spec.prefix,
                 capabilities: catalog.capabilities.clone(),
+                protocol: st
+                    .protocol
+                    .as_ref()
+                    .filter(|_| st.health == Health::Connected)
+                    .map(ToString::to_string),
+                instructions: catalog.instructions.clone(),
             },
             catalog,
         }
@@ -121,7 +218,59 @@ impl Downstream {
         if let Some(c) = catalog {
             st.catalog = c;
         }
+        if let Some(l) = &live {
+            st.protocol = l.peer.peer_info().map(|i| i.protocol_version.clone());
+        }
         st.live = live;
+    }
+
+    /// Whether the live connection speaks 2026-07-28.
+    pub fn modern(&self) -> Result<bool, Error> {
+        self.live().map(|l| l.modern)
+    }
+
+    /// Adds (`on`) or drops a resource subscription of a 2026-07-28
+    /// connection: its listen stream is reopened with the new set.
+    pub fn listen_for(&self, uri: &str, on: bool) {
+        let changed = {
+            let mut set = self
+                .subscribed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if on {
+                set.insert(uri.to_string())
+            } else {
+                set.remove(uri)
+            }
+        };
+        if changed {
+            self.resubscribe.notify_one();
+        }
+    }
+
+    /// What a 2026-07-28 connection's `subscriptions/listen` asks for: the
+    /// list changes the server said it sends, and the subscribed resources;
+    /// `None` when that is nothing (no stream is opened).
+    fn filter(&self, capabilities: Option<&ServerCapabilities>) -> Option<SubscriptionFilter> {
+        let changes = |on: Option<bool>| on.unwrap_or(false).then_some(true);
+        let mut filter = SubscriptionFilter::new();
+        if let Some(c) = capabilities {
+            filter.tools_list_changed = changes(c.tools.as_ref().and_then(|t| t.list_changed));
+            filter.prompts_list_changed = changes(c.prompts.as_ref().and_then(|p| p.list_changed));
+            filter.resources_list_changed =
+                changes(c.resources.as_ref().and_then(|r| r.list_changed));
+        }
+        let uris: Vec<String> = self
+            .subscribed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        if !uris.is_empty() {
+            filter.resource_subscriptions = Some(uris);
+        }
+        (filter != SubscriptionFilter::new()).then_some(filter)
     }
 
     /// The live session, or why there is none.
@@ -163,26 +312,83 @@ impl Downstream {
         }
     }
 
-    /// Sends one request, bounded by `timeout`; dropping the future (the
-    /// timeout, or our caller went away) sends the server a cancellation.
-    /// `caller`, when given, receives the server's progress, log messages and
-    /// server→client requests while the request is in flight.
+    /// Sends one request, bounded by `timeout` in all; dropping the future
+    /// (the timeout, or our caller went away) sends the server a
+    /// cancellation. `caller`, when given, receives the server's progress,
+    /// log messages and server→client requests while the request is in
+    /// flight.
+    ///
+    /// A 2026-07-28 server asks for the client's input with an
+    /// `input_required` result instead: a 2026-07-28 caller gets that result
+    /// as it came (its retry carries the answers back, see [`Retry`]); an
+    /// older caller is asked here, on its session, and the request is sent
+    /// again with its answers, round after round, until the server
+    /// completes it.
     pub async fn request(
         &self,
-        request: ClientRequest,
+        mut request: ClientRequest,
         timeout: Duration,
         caller: Option<Caller>,
     ) -> Result<ServerResult, Error> {
         let live = self.live()?;
+        let deadline = Instant::now() + timeout;
+        let expired = || Error::Timeout { after: timeout };
+        for _ in 0..MAX_ROUNDS {
+            let result = self
+                .once(request.clone(), &live, caller.clone(), deadline, timeout)
+                .await?;
+            let ServerResult::InputRequiredResult(asked) = result else {
+                return Ok(result);
+            };
+            let Some(caller) = caller.as_ref() else {
+                return Err(Error::InputRequired {
+                    server: self.spec.name.clone(),
+                    what: what(&request),
+                });
+            };
+            if caller.stateless {
+                return Ok(ServerResult::InputRequiredResult(asked));
+            }
+            let questions = asked.input_requests.unwrap_or_default();
+            let answers = tokio::time::timeout_at(
+                deadline,
+                super::forward::fulfil(caller, &self.spec.name, questions),
+            )
+            .await
+            .map_err(|_| expired())??;
+            Retry {
+                input_responses: Some(answers),
+                request_state: asked.request_state,
+            }
+            .apply(&mut request);
+        }
+        Err(Error::Input {
+            server: self.spec.name.clone(),
+            detail: format!(
+                "{} still asked for input after {MAX_ROUNDS} rounds; woollama gave up",
+                what(&request)
+            ),
+        })
+    }
+
+    /// One exchange of [`Downstream::request`].
+    async fn once(
+        &self,
+        request: ClientRequest,
+        live: &Live,
+        caller: Option<Caller>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<ServerResult, Error> {
         let peer = &live.peer;
         let stateless = caller.as_ref().is_some_and(|c| c.stateless);
+        let mut options = PeerRequestOptions::no_options();
+        options.meta = live.modern.then(|| per_request(caller.as_ref()));
         // Registered before sending: the server may answer with progress or
         // a request of its own before `send_request_with_option` returns.
         let registered = caller.map(|c| self.inflight.register(c));
         let exchange = async {
-            let handle = peer
-                .send_request_with_option(request, PeerRequestOptions::no_options())
-                .await?;
+            let handle = peer.send_request_with_option(request, options).await?;
             if let Some(r) = &registered {
                 r.sent(handle.id.clone(), handle.progress_token.clone());
             }
@@ -194,7 +400,7 @@ impl Downstream {
             guard.id = None;
             result
         };
-        let outcome = tokio::time::timeout(timeout, exchange).await;
+        let outcome = tokio::time::timeout_at(deadline, exchange).await;
         // A 2026-07-28 caller that lacked a capability the downstream asked
         // for gets -32021 for the whole call, whatever the downstream made
         // of the refusal (servers often turn it into a tool error).
@@ -207,7 +413,7 @@ impl Downstream {
         match outcome {
             Err(_) => Err(Error::Timeout { after: timeout }),
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(self.failed(e, &live)),
+            Ok(Err(e)) => Err(self.failed(e, live)),
         }
     }
 
@@ -216,20 +422,34 @@ impl Downstream {
         params: CallToolRequestParams,
         timeout: Duration,
         caller: Option<Caller>,
-    ) -> Result<CallToolResult, Error> {
-        let tool = params.name.to_string();
+    ) -> Result<CallToolResponse, Error> {
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         match self.request(request, timeout, caller).await? {
-            ServerResult::CallToolResult(r) => Ok(r),
-            ServerResult::InputRequiredResult(_) => Err(Error::InputRequired {
-                server: self.spec.name.clone(),
-                tool,
-            }),
+            ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
             _ => Err(Error::Unexpected {
                 server: self.spec.name.clone(),
             }),
         }
     }
+}
+
+/// The `_meta` of a request on a 2026-07-28 connection: what its caller
+/// can do and the log level it wants — a request woollama makes for itself
+/// (a recipe's tool call) declares nothing, so the server refuses what
+/// would need a client instead of asking.
+fn per_request(caller: Option<&Caller>) -> RequestMetaObject {
+    let mut meta = RequestMetaObject::default();
+    meta.set_client_capabilities(
+        caller
+            .and_then(|c| c.capabilities.clone())
+            .unwrap_or_default(),
+    );
+    if let Some(level) = caller.and_then(|c| c.log_level) {
+        meta.set_log_level(level);
+    }
+    meta
 }
 
 /// Keeps one downstream connected until shutdown.
@@ -257,6 +477,7 @@ pub(super) async fn supervise(
             })) => {
                 tracing::info!(
                     server = %name,
+                    protocol = %session.peer().peer_info().map(|i| i.protocol_version.to_string()).unwrap_or_default(),
                     tools = catalog.tools.len(),
                     prompts = catalog.prompts.len(),
                     resources = catalog.resources.len(),
@@ -264,9 +485,17 @@ pub(super) async fn supervise(
                 );
                 failures = 0;
                 delay = initial;
+                let modern = session
+                    .peer()
+                    .peer_info()
+                    .is_some_and(|i| !i.protocol_version.has_initialize());
+                if !modern && ds.spec.protocol == crate::config::Protocol::Auto {
+                    ds.legacy_seen.store(true, Ordering::Relaxed);
+                }
                 let live = Live {
                     peer: session.peer().clone(),
                     broken: Arc::new(Notify::new()),
+                    modern,
                 };
                 ds.set(Health::Connected, Some(catalog), Some(live.clone()));
                 reg.publish();
@@ -325,14 +554,80 @@ enum Held {
     Lost(String),
 }
 
+/// Opens a 2026-07-28 connection's `subscriptions/listen` stream for its
+/// list changes and subscribed resources; `None` when there is nothing to
+/// hear, or (logged) when the server refused it.
+async fn listen(ds: &Downstream, peer: &Peer<RoleClient>) -> Option<Subscription> {
+    let capabilities = peer.peer_info().map(|i| i.capabilities.clone());
+    let filter = ds.filter(capabilities.as_ref())?;
+    match peer.listen(filter).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(server = %ds.spec.name, error = %e, "subscriptions/listen was refused; woollama will not hear this server's list changes or resource updates");
+            None
+        }
+    }
+}
+
+/// The next notification of a listen stream, if there is one.
+async fn next(
+    listening: &mut Option<Subscription>,
+) -> Result<Option<ServerNotification>, ServiceError> {
+    match listening {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A notification heard on a listen stream.
+fn on_change(reg: &Inner, ds: &Downstream, notification: ServerNotification) {
+    match notification {
+        ServerNotification::ToolListChangedNotification(_) => ds.refresh.changed(Refresh::TOOLS),
+        ServerNotification::PromptListChangedNotification(_) => {
+            ds.refresh.changed(Refresh::PROMPTS);
+        }
+        ServerNotification::ResourceListChangedNotification(_) => {
+            ds.refresh.changed(Refresh::RESOURCES);
+        }
+        ServerNotification::ResourceUpdatedNotification(n) => {
+            let _ = reg.events.send(super::Event::ResourceUpdated {
+                server: ds.spec.name.clone(),
+                uri: n.params.uri,
+            });
+        }
+        _ => {}
+    }
+}
+
 /// Serves one live session: refreshes the roster when told, and returns when
 /// the session ends, a call found it broken, or woollama shuts down.
 async fn hold(reg: &Inner, ds: &Downstream, session: Session, live: &Live) -> Held {
     let stop = session.cancellation_token();
     let mut waiting = Box::pin(session.waiting());
     let graceful = Duration::from_secs(5);
+    let mut listening = if live.modern {
+        listen(ds, &live.peer).await
+    } else {
+        None
+    };
     loop {
         tokio::select! {
+            heard = next(&mut listening) => match heard {
+                Ok(Some(notification)) => on_change(reg, ds, notification),
+                Ok(None) => {
+                    tracing::warn!(server = %ds.spec.name, "the server ended its subscriptions/listen stream; woollama no longer hears its list changes until it reconnects");
+                    listening = None;
+                }
+                Err(e) => {
+                    tracing::warn!(server = %ds.spec.name, error = %e, "subscriptions/listen failed; woollama no longer hears its list changes until it reconnects");
+                    listening = None;
+                }
+            },
+            () = ds.resubscribe.notified(), if live.modern => {
+                // The new stream is open before the old one goes, so no
+                // change falls between them (one may come twice).
+                listening = listen(ds, &live.peer).await;
+            }
             r = &mut waiting => {
                 return Held::Lost(match r {
                     Ok(reason) => format!("the connection closed ({reason:?})"),
@@ -349,9 +644,17 @@ async fn hold(reg: &Inner, ds: &Downstream, session: Session, live: &Live) -> He
                 let _ = tokio::time::timeout(graceful, &mut waiting).await;
                 return Held::Lost("a call failed at the transport".into());
             }
-            () = ds.refresh.notified() => {
+            () = ds.refresh.notify.notified() => {
+                let lists = ds.refresh.pending.swap(0, Ordering::Relaxed);
                 match tokio::time::timeout(reg.settings.connect_timeout, load_catalog(&ds.spec.name, &live.peer)).await {
-                    Ok(Ok(catalog)) => {
+                    Ok(Ok(mut catalog)) => {
+                        catalog.generations = ds.lock().catalog.generations;
+                        catalog.instructions = ds.lock().catalog.instructions.clone();
+                        for (i, g) in catalog.generations.iter_mut().enumerate() {
+                            if lists & (1 << i) != 0 {
+                                *g += 1;
+                            }
+                        }
                         tracing::info!(server = %ds.spec.name, tools = catalog.tools.len(), prompts = catalog.prompts.len(), resources = catalog.resources.len(), "downstream lists changed");
                         ds.set(Health::Connected, Some(catalog), Some(live.clone()));
                         reg.publish();

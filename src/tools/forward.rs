@@ -300,19 +300,9 @@ fn caller_for(
             None,
         ));
     };
-    let declared = caller.capabilities.as_ref().map(|c| match kind {
-        Kind::Sampling => c.sampling.is_some(),
-        Kind::Elicitation => c.elicitation.is_some(),
-        Kind::Roots => c.roots.is_some(),
-    });
-    if declared != Some(true) {
+    if let Some(required) = undeclared(&caller, kind) {
         // -32021, naming the capability: the downstream can pass it on, and
         // the client (on 2026-07-28 with HTTP 400) learns what to declare.
-        let required = match kind {
-            Kind::Sampling => ClientCapabilities::builder().enable_sampling().build(),
-            Kind::Elicitation => ClientCapabilities::builder().enable_elicitation().build(),
-            Kind::Roots => ClientCapabilities::builder().enable_roots().build(),
-        };
         inflight.mark_missing(key, &required);
         return Err(ErrorData::new(
             ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
@@ -439,4 +429,81 @@ pub(super) async fn roots(
         ClientResult::ListRootsResult(r) => Ok(r),
         _ => Err(unexpected()),
     }
+}
+
+/// Answers a 2026-07-28 downstream's `input_required` questions from an
+/// older caller: each one becomes the request it names, sent on the
+/// caller's session (tagged with its request, so a Streamable HTTP client
+/// gets it on that request's stream), and its result is the answer under
+/// the same key.
+///
+/// # Errors
+///
+/// A question for a capability the caller did not declare (the server was
+/// told what it declared, so this is the server's mistake), or a client
+/// that refused or failed to answer: the call cannot go on.
+pub(super) async fn fulfil(
+    caller: &Caller,
+    server: &str,
+    questions: rmcp::model::InputRequests,
+) -> Result<rmcp::model::InputResponses, super::Error> {
+    use rmcp::model::InputRequest;
+    let mut answers = rmcp::model::InputResponses::new();
+    for (key, question) in questions {
+        let (kind, request) = match question {
+            InputRequest::CreateMessage(r) => {
+                (Kind::Sampling, ServerRequest::CreateMessageRequest(r))
+            }
+            InputRequest::Elicitation(r) => (Kind::Elicitation, ServerRequest::ElicitRequest(r)),
+            InputRequest::ListRoots(r) => (Kind::Roots, ServerRequest::ListRootsRequest(r)),
+            other => {
+                return Err(super::Error::Input {
+                    server: server.to_string(),
+                    detail: format!(
+                        "its input request '{key}' is of a kind woollama does not know: {}",
+                        serde_json::to_string(&other).unwrap_or_default()
+                    ),
+                });
+            }
+        };
+        if let Some(required) = undeclared(caller, kind) {
+            return Err(super::Error::MissingCapability {
+                server: server.to_string(),
+                required: Box::new(required),
+            });
+        }
+        let refused = |detail: String| super::Error::Input {
+            server: server.to_string(),
+            detail: format!("its {} request ('{key}'): {detail}", kind.as_str()),
+        };
+        let answer = match send(caller, request).await {
+            Ok(ClientResult::CreateMessageResult(r)) => serde_json::to_value(r),
+            Ok(ClientResult::ElicitResult(r)) => serde_json::to_value(r),
+            Ok(ClientResult::ListRootsResult(r)) => serde_json::to_value(r),
+            Ok(_) => return Err(refused(unexpected().message.to_string())),
+            Err(e) => {
+                return Err(refused(format!(
+                    "the client answered with an error: {}",
+                    e.message
+                )));
+            }
+        }
+        .map_err(|e| refused(e.to_string()))?;
+        answers.insert(key, answer);
+    }
+    Ok(answers)
+}
+
+/// The capability `kind` needs, when `caller` did not declare it.
+fn undeclared(caller: &Caller, kind: Kind) -> Option<ClientCapabilities> {
+    let declared = caller.capabilities.as_ref().is_some_and(|c| match kind {
+        Kind::Sampling => c.sampling.is_some(),
+        Kind::Elicitation => c.elicitation.is_some(),
+        Kind::Roots => c.roots.is_some(),
+    });
+    (!declared).then(|| match kind {
+        Kind::Sampling => ClientCapabilities::builder().enable_sampling().build(),
+        Kind::Elicitation => ClientCapabilities::builder().enable_elicitation().build(),
+        Kind::Roots => ClientCapabilities::builder().enable_roots().build(),
+    })
 }

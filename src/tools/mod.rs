@@ -40,11 +40,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientRequest, CompleteRequest, CompleteRequestParams,
-    CompleteResult, GetPromptRequest, GetPromptRequestParams, GetPromptResult, JsonObject,
-    LoggingMessageNotificationParam, ReadResourceRequest, ReadResourceRequestParams,
-    ReadResourceResult, ServerResult, SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest,
-    UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, JsonObject, LoggingMessageNotificationParam, ReadResourceRequest,
+    ReadResourceRequestParams, ReadResourceResponse, ServerResult, SubscribeRequest,
+    SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,7 @@ pub use catalog::{
     ToolEntry,
 };
 use downstream::Downstream;
+pub use downstream::Retry;
 pub use forward::{ASK_LIMIT, Ask, Asks, Caller, severity};
 pub use grants::{Grant, Grants, Scope};
 pub use names::wire_name;
@@ -145,9 +146,15 @@ pub enum Error {
         error: Box<rmcp::ErrorData>,
     },
     #[error(
-        "'{tool}' on server '{server}' asked for more input (input_required), which woollama does not relay yet"
+        "{what} on server '{server}' asked for the client's input (input_required), and no MCP client is behind this call to answer it (a recipe's tool calls have none)"
     )]
-    InputRequired { server: String, tool: String },
+    InputRequired { server: String, what: String },
+    #[error("server '{server}' asked for input that could not be given: {detail}")]
+    Input { server: String, detail: String },
+    #[error(
+        "unknown requestState: woollama did not issue it, and {what} is on server '{server}', which speaks 2025-11-25 and issues none (a call waits for its input for 5 minutes)"
+    )]
+    UnknownState { server: String, what: String },
     #[error("the call was cut short: {0}")]
     Aborted(String),
     #[error(
@@ -444,17 +451,32 @@ impl ToolRegistry {
         wire: &str,
         arguments: Option<JsonObject>,
     ) -> Result<CallToolResult, Error> {
-        self.call_for(wire, arguments, None).await
+        match self
+            .call_for(wire, arguments, Retry::default(), None)
+            .await?
+        {
+            CallToolResponse::Complete(r) => Ok(r),
+            _ => Err(Error::Unexpected {
+                server: self
+                    .snapshot()
+                    .tool(wire)
+                    .map(|t| t.server.clone())
+                    .unwrap_or_default(),
+            }),
+        }
     }
 
     /// [`ToolRegistry::call`] on behalf of an MCP client, which receives the
-    /// downstream's progress, log messages and server→client requests.
+    /// downstream's progress, log messages and server→client requests. A
+    /// 2026-07-28 client may get `input_required` (from a 2026-07-28
+    /// downstream, as it came), and `retry` carries its answers back.
     pub async fn call_for(
         &self,
         wire: &str,
         arguments: Option<JsonObject>,
+        retry: Retry,
         caller: Option<Caller>,
-    ) -> Result<CallToolResult, Error> {
+    ) -> Result<CallToolResponse, Error> {
         let snap = self.snapshot();
         let entry = snap
             .tool(wire)
@@ -464,12 +486,23 @@ impl ToolRegistry {
             .map_err(|_| Error::UnknownTool(wire.to_string()))?;
         let mut params = CallToolRequestParams::new(entry.tool.name.clone());
         params.arguments = arguments;
+        params.input_responses = retry.input_responses;
+        if let Some(state) = retry.request_state {
+            if !ds.modern()? {
+                return Err(Error::UnknownState {
+                    server: entry.server.clone(),
+                    what: format!("tool '{wire}'"),
+                });
+            }
+            params.request_state = Some(state);
+        }
         let started = std::time::Instant::now();
         let result = ds
             .call(params, self.inner.settings.call_timeout, caller)
             .await;
         let outcome = match &result {
-            Ok(r) if r.is_error == Some(true) => "error",
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "error",
+            Ok(CallToolResponse::InputRequired(_)) => "input_required",
             Ok(_) => "ok",
             Err(_) => "failed",
         };
@@ -492,44 +525,58 @@ impl ToolRegistry {
             .await
     }
 
-    /// `prompts/get` for a prompt by its exposed name.
+    /// `prompts/get` for a prompt by its exposed name; a 2026-07-28 caller
+    /// may get `input_required`, and its retry's answers and state are in
+    /// `params`.
     pub async fn get_prompt(
         &self,
         mut params: GetPromptRequestParams,
         caller: Option<Caller>,
-    ) -> Result<GetPromptResult, Error> {
+    ) -> Result<GetPromptResponse, Error> {
         let snap = self.snapshot();
         let entry = snap
             .prompt(&params.name)
             .ok_or_else(|| Error::UnknownPrompt(params.name.clone()))?;
         let server = entry.server.clone();
+        if params.request_state.is_some() && !self.downstream(&server)?.modern()? {
+            return Err(Error::UnknownState {
+                server,
+                what: format!("prompt '{}'", params.name),
+            });
+        }
         params.name.clone_from(&entry.prompt.name);
         params.meta = None;
         let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
         match self.request(&server, request, caller).await? {
-            ServerResult::GetPromptResult(r) => Ok(r),
-            ServerResult::InputRequiredResult(_) => Err(Error::InputRequired {
-                server,
-                tool: entry.prompt.name.clone(),
-            }),
+            ServerResult::GetPromptResult(r) => Ok(GetPromptResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
             _ => Err(Error::Unexpected { server }),
         }
     }
 
     /// `resources/read` for a URI as a client sees it; the contents come
-    /// back with the URIs the client sees.
+    /// back with the URIs the client sees. A 2026-07-28 caller may get
+    /// `input_required`, and `retry` carries its answers back.
     pub async fn read_resource(
         &self,
         uri: &str,
+        retry: Retry,
         caller: Option<Caller>,
-    ) -> Result<ReadResourceResult, Error> {
+    ) -> Result<ReadResourceResponse, Error> {
         let snap = self.snapshot();
         let (server, original) = snap
             .route_uri(uri)
             .ok_or_else(|| Error::UnknownResource(uri.to_string()))?;
-        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(
-            ReadResourceRequestParams::new(original.clone()),
-        ));
+        if retry.request_state.is_some() && !self.downstream(&server)?.modern()? {
+            return Err(Error::UnknownState {
+                server,
+                what: format!("resource '{uri}'"),
+            });
+        }
+        let mut params = ReadResourceRequestParams::new(original.clone());
+        params.input_responses = retry.input_responses;
+        params.request_state = retry.request_state;
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params));
         match self.request(&server, request, caller).await? {
             ServerResult::ReadResourceResult(mut r) => {
                 for c in &mut r.contents {
@@ -539,12 +586,9 @@ impl ToolRegistry {
                         *uri = snap.exposed_uri(&server, uri);
                     }
                 }
-                Ok(r)
+                Ok(ReadResourceResponse::Complete(r))
             }
-            ServerResult::InputRequiredResult(_) => Err(Error::InputRequired {
-                server,
-                tool: original,
-            }),
+            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
             _ => Err(Error::Unexpected { server }),
         }
     }
@@ -556,6 +600,13 @@ impl ToolRegistry {
         let (server, original) = snap
             .route_uri(uri)
             .ok_or_else(|| Error::UnknownResource(uri.to_string()))?;
+        let ds = self.downstream(&server)?;
+        if ds.modern()? {
+            // 2026-07-28 has no resources/subscribe: the URI joins the
+            // connection's subscriptions/listen filter.
+            ds.listen_for(&original, on);
+            return Ok((server, original));
+        }
         let request = if on {
             ClientRequest::SubscribeRequest(SubscribeRequest::new(SubscribeRequestParams::new(
                 original.clone(),

@@ -3,16 +3,18 @@
 //! (a tool-level error), and `added` once the test adds it at run time (the
 //! server then sends `notifications/tools/list_changed`). It records every
 //! tool call it receives, which is how tests prove what did — and did not —
-//! reach a server.
+//! reach a server. Like any server of both generations, it tells a
+//! 2025-11-25 session through its peer and a 2026-07-28 client through its
+//! `subscriptions/listen` stream.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
 };
-use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext, SubscriptionSink};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 struct State {
     added: bool,
     peers: Vec<Peer<RoleServer>>,
+    listeners: Vec<SubscriptionSink>,
     calls: Vec<String>,
 }
 
@@ -48,13 +51,16 @@ impl Fixture {
 
     /// Adds the `added` tool and tells every connected client.
     pub async fn add_tool(&self) {
-        let peers = {
+        let (peers, listeners) = {
             let mut st = self.state.lock().expect("lock");
             st.added = true;
-            st.peers.clone()
+            (st.peers.clone(), st.listeners.clone())
         };
         for p in peers {
             let _ = p.notify_tool_list_changed().await;
+        }
+        for l in listeners {
+            let _ = l.notify_tool_list_changed().await;
         }
     }
 
@@ -105,6 +111,23 @@ impl ServerHandler for Fixture {
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
         self.state.lock().expect("lock").peers.push(ctx.peer);
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        self.state
+            .lock()
+            .expect("lock")
+            .listeners
+            .push(ctx.sink().clone());
+        ctx.cancelled().await;
+        Ok(())
     }
 
     async fn list_tools(

@@ -1,7 +1,7 @@
 """A stdio MCP server that misbehaves on cue, written on bare JSON-RPC lines
 (no SDK, so nothing tidies its output) for woollama's fault tests.
 
-Usage: unruly_mcp.py PIDFILE [--flap N] [--noise] [--flood MIB]
+Usage: unruly_mcp.py PIDFILE [--flap N] [--noise] [--flood MIB] [--strict]
 
 Appends its pid to PIDFILE at start. Two tools: `echo` answers its `text`;
 `sample` asks the client for a sampling (`sampling/createMessage`) and
@@ -15,6 +15,12 @@ saying why the sampling failed (also appended to PIDFILE.events).
                  is no message, and an unsolicited notification
     --flood MIB  before answering `initialize`, write one MIB-MiB line of
                  garbage (no newline until its end)
+    --strict     exit (status 4, no answer) on a request that comes before
+                 `initialize`, as some older servers do on 2026-07-28's
+                 `server/discover` probe
+
+Without --strict it answers `server/discover` as servers that predate
+2026-07-28 do: -32601, method not found.
 """
 
 import json
@@ -26,6 +32,8 @@ pidfile = args.pop(0)
 flap = int(args[args.index("--flap") + 1]) if "--flap" in args else 0
 noise = "--noise" in args
 flood = int(args[args.index("--flood") + 1]) if "--flood" in args else 0
+strict = "--strict" in args
+initialized = False
 
 with open(pidfile, "a") as f:
     f.write(f"{os.getpid()}\n")
@@ -81,7 +89,10 @@ for line in sys.stdin.buffer:
     if not isinstance(msg, dict) or "method" not in msg or "id" not in msg:
         continue  # notifications, and woollama's answers to our noise
     method, rid = msg["method"], msg["id"]
+    if strict and not initialized and method != "initialize":
+        sys.exit(4)
     if method == "initialize":
+        initialized = True
         if flood:
             chunk = b"x" * (1 << 20)
             for _ in range(flood):

@@ -11,13 +11,15 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::streamable_http;
-use super::{ServerSpec, Transport};
+use super::{Protocol, ServerSpec, Transport};
 use crate::config::diagnostics::{Diagnostics, Severity};
 use crate::config::env::Secret;
 use crate::config::expand::KeyPath;
 use crate::config::fields::{Fields, Reporter, Skipped};
 
-const SERVER_KEYS: &[&str] = &["command", "args", "env", "url", "headers", "type", "prefix"];
+const SERVER_KEYS: &[&str] = &[
+    "command", "args", "env", "url", "headers", "type", "prefix", "protocol",
+];
 
 /// One entry's keys, reported as `; server skipped` errors.
 pub(super) type Entry<'a> = Fields<'a, Value>;
@@ -94,10 +96,24 @@ fn read(
     let prefix = entry
         .opt(diags, "prefix", "true or false", Value::as_bool)?
         .unwrap_or(true);
+    let protocol = match entry.opt_string(diags, "protocol", Protocol::CHOICES)? {
+        None => Protocol::Auto,
+        Some(text) => Protocol::parse(text).ok_or_else(|| {
+            report.say(
+                diags,
+                &path.key("protocol"),
+                format!(
+                    "{text:?} is not a protocol woollama speaks; use {}",
+                    Protocol::CHOICES
+                ),
+            )
+        })?,
+    };
     Ok(ServerSpec {
         name: name.to_string(),
         transport,
         prefix,
+        protocol,
     })
 }
 
