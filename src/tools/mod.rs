@@ -21,6 +21,13 @@
 //!   They are started through the child guard ([`crate::guard`]), so they die
 //!   with woollama even when it is killed; their stderr is drained into the
 //!   log whatever it carries (`stderr`).
+//! - Each server is spoken to in the MCP generation it supports
+//!   (`"protocol"`, `connect`): a 2025-11-25 session, or 2026-07-28, where
+//!   every request carries its caller's capabilities and log level, list
+//!   changes come on a `subscriptions/listen` stream, and a request that
+//!   needs the client's input comes back `input_required` — relayed to a
+//!   2026-07-28 caller, answered from an older caller's session
+//!   (`Downstream::request`, `forward::fulfil`).
 
 #![expect(
     deprecated,
