@@ -1120,3 +1120,71 @@ async fn server_discover_gives_the_aggregated_view() {
     client.cancel().await.expect("close");
     app.tools.shutdown(LIMIT).await;
 }
+
+/// `prompts/get` is bridged like `tools/call`: a 2025-11-25 downstream that
+/// asks for a sampling while it makes its prompt gives a 2026-07-28 client
+/// `input_required`, and the retry completes the prompt. The state is good
+/// for `prompts/get` only: sent with a `tools/call`, it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_that_needs_a_sampling_is_bridged_too() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids = dir.path().join("pids");
+    let mcp = json!({"mcpServers": {"asks": common::unruly(&pids, &[])}});
+    let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
+    common::until(&app.tools, "the asks prompt", |s| {
+        s.prompt("mcp__asks__ask").is_some()
+    })
+    .await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}});
+    let (_, first) = stateless(
+        &app,
+        1,
+        "prompts/get",
+        json!({"name": "mcp__asks__ask", "_meta": meta}),
+    )
+    .await;
+    let result = &first["result"];
+    assert_eq!(result["resultType"], json!("input_required"), "{first}");
+    let (key, asked) = result["inputRequests"]
+        .as_object()
+        .and_then(|r| r.iter().next())
+        .expect("one input request");
+    assert_eq!(
+        asked["params"]["messages"][0]["content"]["text"],
+        json!("A prompt line, please."),
+        "{first}"
+    );
+    let state = result["requestState"].as_str().expect("requestState");
+    let sampled = json!({"role": "assistant", "content": {"type": "text", "text": "a prompt line from the model"},
+                         "model": "m", "stopReason": "endTurn"});
+    let answers = json!({key.as_str(): sampled});
+
+    let (_, wrong) = stateless(
+        &app,
+        2,
+        "tools/call",
+        json!({"name": "mcp__asks__sample", "arguments": {}, "_meta": meta,
+               "inputResponses": answers, "requestState": state}),
+    )
+    .await;
+    assert_eq!(wrong["error"]["code"], json!(-32602), "{wrong}");
+
+    let (_, done) = stateless(
+        &app,
+        3,
+        "prompts/get",
+        json!({"name": "mcp__asks__ask", "_meta": meta,
+               "inputResponses": answers, "requestState": state}),
+    )
+    .await;
+    assert_eq!(done["result"]["resultType"], json!("complete"), "{done}");
+    assert_eq!(
+        done["result"]["messages"][0]["content"]["text"],
+        json!("a prompt line from the model"),
+        "{done}"
+    );
+    assert_eq!(common::pids(&pids).len(), 1);
+    app.tools.shutdown(LIMIT).await;
+}

@@ -6,7 +6,8 @@ Usage: unruly_mcp.py PIDFILE [--flap N] [--noise] [--flood MIB] [--strict]
 Appends its pid to PIDFILE at start. Two tools: `echo` answers its `text`;
 `sample` asks the client for a sampling (`sampling/createMessage`) and
 answers with the sampled text — or, as real servers do, a tool error
-saying why the sampling failed (also appended to PIDFILE.events).
+saying why the sampling failed (also appended to PIDFILE.events). One
+prompt, `ask`, is made the same way: its one message is the sampled text.
 
     --flap N     die (exit 3, no answer) on every Nth tools/call it receives,
                  so a client sees N-1 answers and then the connection close
@@ -76,15 +77,19 @@ for line in sys.stdin.buffer:
     except ValueError:
         continue
     if isinstance(msg, dict) and "method" not in msg and msg.get("id") in asked:
-        call = asked.pop(msg["id"])
+        call, kind = asked.pop(msg["id"])
         if "error" in msg:
             text, failed = f"sampling failed: {msg['error'].get('message')}", True
             with open(pidfile + ".events", "a") as f:
                 f.write(text + "\n")
         else:
             text, failed = msg["result"]["content"]["text"], False
-        send({"jsonrpc": "2.0", "id": call, "result": {
-            "content": [{"type": "text", "text": text}], "isError": failed}})
+        if kind == "prompt":
+            send({"jsonrpc": "2.0", "id": call, "result": {"messages": [
+                {"role": "user", "content": {"type": "text", "text": text}}]}})
+        else:
+            send({"jsonrpc": "2.0", "id": call, "result": {
+                "content": [{"type": "text", "text": text}], "isError": failed}})
         continue
     if not isinstance(msg, dict) or "method" not in msg or "id" not in msg:
         continue  # notifications, and woollama's answers to our noise
@@ -101,7 +106,7 @@ for line in sys.stdin.buffer:
         version = msg.get("params", {}).get("protocolVersion", "2025-11-25")
         send({"jsonrpc": "2.0", "id": rid, "result": {
             "protocolVersion": version,
-            "capabilities": {"tools": {}},
+            "capabilities": {"tools": {}, "prompts": {}},
             "serverInfo": {"name": "unruly", "version": "0.0.1"},
         }})
     elif method == "tools/list":
@@ -112,7 +117,7 @@ for line in sys.stdin.buffer:
             sys.exit(3)
         if msg.get("params", {}).get("name") == "sample":
             ask = f"sample-{rid}"
-            asked[ask] = rid
+            asked[ask] = (rid, "tool")
             send({"jsonrpc": "2.0", "id": ask, "method": "sampling/createMessage", "params": {
                 "messages": [{"role": "user", "content": {"type": "text", "text": "A line, please."}}],
                 "maxTokens": 20}})
@@ -121,6 +126,15 @@ for line in sys.stdin.buffer:
         send({"jsonrpc": "2.0", "id": rid, "result": {
             "content": [{"type": "text", "text": text}],
         }})
+    elif method == "prompts/list":
+        send({"jsonrpc": "2.0", "id": rid, "result": {"prompts": [
+            {"name": "ask", "description": "A prompt made of a sampled line."}]}})
+    elif method == "prompts/get":
+        ask = f"prompt-{rid}"
+        asked[ask] = (rid, "prompt")
+        send({"jsonrpc": "2.0", "id": ask, "method": "sampling/createMessage", "params": {
+            "messages": [{"role": "user", "content": {"type": "text", "text": "A prompt line, please."}}],
+            "maxTokens": 20}})
     elif method == "ping":
         send({"jsonrpc": "2.0", "id": rid, "result": {}})
     else:
