@@ -892,8 +892,16 @@ async fn a_2026_downstreams_input_required_goes_to_a_2026_client_as_it_came() {
                "inputResponses": {key.as_str(): sampled}, "requestState": state})
     };
 
+    // The outer woollama passes a state it did not issue on; the inner one
+    // (whose downstream `asks` issues none) is the one that refuses it.
     let (_, forged) = stateless_sample(&app, 3, retry("wl1.not-issued-by-anyone")).await;
     assert_eq!(forged["error"]["code"], json!(-32602), "{forged}");
+    assert!(
+        forged["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown requestState") && m.contains("server 'asks'")),
+        "{forged}"
+    );
 
     let (_, done) = stateless_sample(&app, 4, retry(state)).await;
     assert_eq!(done["result"]["resultType"], json!("complete"), "{done}");
@@ -1187,4 +1195,75 @@ async fn a_prompt_that_needs_a_sampling_is_bridged_too() {
     );
     assert_eq!(common::pids(&pids).len(), 1);
     app.tools.shutdown(LIMIT).await;
+}
+
+/// A resource subscription on a 2026-07-28 downstream: a client's
+/// `resources/subscribe` becomes part of woollama's listen stream to the
+/// server (reopened with the URI), and the server's update reaches the
+/// client under the URI it knows. The same server pinned to 2025-11-25
+/// gets `resources/subscribe` itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_update_from_a_2026_downstream_reaches_the_subscriber() {
+    #[derive(Clone)]
+    struct Updates(mpsc::UnboundedSender<String>);
+    impl ClientHandler for Updates {
+        async fn on_resource_updated(
+            &self,
+            p: rmcp::model::ResourceUpdatedNotificationParam,
+            _: NotificationContext<RoleClient>,
+        ) {
+            let _ = self.0.send(p.uri);
+        }
+    }
+
+    let fixture = Fixture::default();
+    let (addr, stop) = fixture.start().await;
+    let mock = Mock::start().await;
+    let url = format!("http://{addr}/mcp");
+    let app = app(
+        &mock,
+        json!({"fx": {"url": url}, "fx_old": {"url": url, "protocol": "2025-11-25"}}),
+    )
+    .await;
+    let (tx, mut updates) = mpsc::unbounded_channel();
+    let transport = StreamableHttpClientTransport::with_client(
+        woollama::inference::build_client().expect("client"),
+        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp")),
+    );
+    let client = Updates(tx).serve(transport).await.expect("initialize");
+    for uri in ["woollama://fx/mem://note", "woollama://fx_old/mem://note"] {
+        client
+            .subscribe(rmcp::model::SubscribeRequestParams::new(uri))
+            .await
+            .expect(uri);
+    }
+    // woollama's listen stream to `fx` now carries the URI.
+    tokio::time::timeout(LIMIT, async {
+        while fixture
+            .listened()
+            .last()
+            .is_none_or(|uris| uris != &["mem://note".to_string()])
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no listen stream with the URI: {:?}", fixture.listened()));
+    fixture.update("mem://note").await;
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let uri = tokio::time::timeout(LIMIT, updates.recv())
+            .await
+            .unwrap_or_else(|_| panic!("updates heard: {heard:?}"))
+            .expect("open");
+        heard.push(uri);
+    }
+    heard.sort();
+    assert_eq!(
+        heard,
+        ["woollama://fx/mem://note", "woollama://fx_old/mem://note"]
+    );
+    client.cancel().await.expect("close");
+    app.tools.shutdown(LIMIT).await;
+    stop.cancel();
 }

@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
-    DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
-    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, Reference, ResultType,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
-    SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, LoggingLevel, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, Reference, ResultType, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -108,6 +109,7 @@ impl Surface {
     async fn bridged<F, Fut>(
         &self,
         method: &'static str,
+        target: &str,
         mut retry: tools::Retry,
         ctx: &RequestContext<RoleServer>,
         run: F,
@@ -119,7 +121,7 @@ impl Surface {
         let parked = retry
             .request_state
             .as_deref()
-            .and_then(|state| self.parked.take(state, method));
+            .and_then(|state| self.parked.take(state, method, target));
         let call = match parked {
             Some(mut call) => {
                 call.answer(retry.input_responses.take());
@@ -139,6 +141,7 @@ impl Surface {
                 let work = run(caller, retry);
                 Bridged::start(
                     method,
+                    target.to_string(),
                     async move {
                         // Cancelled however the call ends, aborted included.
                         let _ended = ended.drop_guard();
@@ -279,12 +282,30 @@ impl ServerHandler for Surface {
     /// and its downstreams offer together, their instructions included), once
     /// the first connection attempts are over, so a client that asks the
     /// moment woollama starts learns about the downstreams too.
-    async fn discover(&self, _: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+    async fn discover(&self, ctx: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
         self.snapshot().await;
+        let mut info = self.get_info();
+        if scope(&ctx).is_some() {
+            // A delegate sees only its granted tools, not the servers' words.
+            info.instructions = Some(instructions(&tools::Snapshot::default()));
+        }
         Ok(DiscoverResult::from_server_info(
             self.supported_protocol_versions().into_owned(),
-            self.get_info(),
+            info,
         ))
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        ctx.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        if scope(&ctx).is_some() {
+            result.instructions = Some(instructions(&tools::Snapshot::default()));
+        }
+        Ok(result)
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
@@ -412,10 +433,16 @@ impl ServerHandler for Surface {
         };
         let outcome = if ctx.meta.protocol_version().is_some() {
             let round = self
-                .bridged("tools/call", retry, &ctx, |caller, retry| async move {
-                    let call = tools.call_for(&name, arguments, retry, Some(caller));
-                    call.await.map(Reply::Tool)
-                })
+                .bridged(
+                    "tools/call",
+                    &name.clone(),
+                    retry,
+                    &ctx,
+                    |caller, retry| async move {
+                        let call = tools.call_for(&name, arguments, retry, Some(caller));
+                        call.await.map(Reply::Tool)
+                    },
+                )
                 .await?;
             match round {
                 Round::Asked(asked) => return Ok(CallToolResponse::InputRequired(asked)),
@@ -477,13 +504,19 @@ impl ServerHandler for Surface {
                 request_state: request.request_state.clone(),
             };
             let round = self
-                .bridged("prompts/get", retry, &ctx, |caller, retry| async move {
-                    let mut request = request;
-                    request.input_responses = retry.input_responses;
-                    request.request_state = retry.request_state;
-                    let get = tools.get_prompt(request, Some(caller));
-                    get.await.map(Reply::Prompt)
-                })
+                .bridged(
+                    "prompts/get",
+                    &request.name.clone(),
+                    retry,
+                    &ctx,
+                    |caller, retry| async move {
+                        let mut request = request;
+                        request.input_responses = retry.input_responses;
+                        request.request_state = retry.request_state;
+                        let get = tools.get_prompt(request, Some(caller));
+                        get.await.map(Reply::Prompt)
+                    },
+                )
                 .await?;
             match round {
                 Round::Asked(asked) => return Ok(GetPromptResponse::InputRequired(asked)),
@@ -555,10 +588,16 @@ impl ServerHandler for Surface {
         let uri = request.uri;
         let outcome = if ctx.meta.protocol_version().is_some() {
             let round = self
-                .bridged("resources/read", retry, &ctx, |caller, retry| async move {
-                    let read = tools.read_resource(&uri, retry, Some(caller));
-                    read.await.map(Reply::Resource)
-                })
+                .bridged(
+                    "resources/read",
+                    &uri.clone(),
+                    retry,
+                    &ctx,
+                    |caller, retry| async move {
+                        let read = tools.read_resource(&uri, retry, Some(caller));
+                        read.await.map(Reply::Resource)
+                    },
+                )
                 .await?;
             match round {
                 Round::Asked(asked) => return Ok(ReadResourceResponse::InputRequired(asked)),

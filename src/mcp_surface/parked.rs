@@ -65,8 +65,10 @@ impl Drop for Running {
 /// A bridged call: the downstream call running, the questions it asked
 /// that the client has not answered yet, and where its next ones arrive.
 pub struct Bridged {
-    /// The method it answers (a state is good for that method only).
+    /// The method it answers and what it names (the tool, the prompt, the
+    /// resource): a state is good for that request only.
     method: &'static str,
+    target: String,
     running: Running,
     asks: mpsc::UnboundedReceiver<Ask>,
     open: BTreeMap<String, (InputRequest, Answer)>,
@@ -93,11 +95,14 @@ impl Parked {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes the `method` call parked under `state`, if woollama issued it
-    /// and still holds it.
-    pub fn take(&self, state: &str, method: &str) -> Option<Bridged> {
+    /// Takes the call parked under `state`, if woollama issued it, still
+    /// holds it, and issued it for this `method` of this `target`.
+    pub fn take(&self, state: &str, method: &str, target: &str) -> Option<Bridged> {
         let mut parked = self.lock();
-        if parked.get(state).is_some_and(|c| c.method != method) {
+        if parked
+            .get(state)
+            .is_some_and(|c| c.method != method || c.target != target)
+        {
             return None;
         }
         parked
@@ -134,11 +139,13 @@ impl Bridged {
     /// The downstream call, started; its questions arrive on `asks`.
     pub fn start(
         method: &'static str,
+        target: String,
         call: impl std::future::Future<Output = Outcome> + Send + 'static,
         asks: mpsc::UnboundedReceiver<Ask>,
     ) -> Self {
         Self {
             method,
+            target,
             running: Running(tokio::spawn(call)),
             asks,
             open: BTreeMap::new(),
@@ -201,7 +208,7 @@ mod tests {
 
     fn waiting() -> Bridged {
         let (_asks, asked) = mpsc::unbounded_channel();
-        Bridged::start("tools/call", std::future::pending(), asked)
+        Bridged::start("tools/call", "t".into(), std::future::pending(), asked)
     }
 
     #[tokio::test]
@@ -213,15 +220,19 @@ mod tests {
             later.push(parked.park(waiting()));
         }
         assert!(
-            parked.take(&first, "tools/call").is_none(),
+            parked.take(&first, "tools/call", "t").is_none(),
             "the oldest was not let go"
         );
         assert!(
-            parked.take(&later[0], "prompts/get").is_none(),
+            parked.take(&later[0], "prompts/get", "t").is_none(),
             "a state is good for its own method only"
         );
-        assert!(parked.take(&later[0], "tools/call").is_some());
-        assert!(parked.take("wl1.made-up", "tools/call").is_none());
+        assert!(
+            parked.take(&later[0], "tools/call", "other").is_none(),
+            "a state is good for its own tool only"
+        );
+        assert!(parked.take(&later[0], "tools/call", "t").is_some());
+        assert!(parked.take("wl1.made-up", "tools/call", "t").is_none());
     }
 
     #[tokio::test]
@@ -233,14 +244,14 @@ mod tests {
             .expect("an instant that long ago");
         let state = parked.park(late);
         // Parking does not reset the clock of a call parked before.
-        assert!(parked.take(&state, "tools/call").is_none());
+        assert!(parked.take(&state, "tools/call", "t").is_none());
     }
 
     #[tokio::test]
     async fn a_call_let_go_is_aborted_and_its_question_answered_with_an_error() {
         let (asks, asked) = mpsc::unbounded_channel();
         let (answer, answered) = oneshot::channel();
-        let call = Bridged::start("tools/call", std::future::pending(), asked);
+        let call = Bridged::start("tools/call", "t".into(), std::future::pending(), asked);
         asks.send(Ask {
             request: InputRequest::ListRoots(rmcp::model::ListRootsRequest::default()),
             answer,
@@ -252,7 +263,7 @@ mod tests {
         };
         assert_eq!(asked.input_requests.as_ref().map(BTreeMap::len), Some(1));
         let state = asked.request_state.expect("state");
-        drop(parked.take(&state, "tools/call"));
+        drop(parked.take(&state, "tools/call", "t"));
         // The downstream's waiting request sees its answer channel close.
         assert!(answered.await.is_err());
     }

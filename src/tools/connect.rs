@@ -356,10 +356,18 @@ pub(super) async fn connect(
     };
     let name = &ds.spec.name;
     let (session, group) = match open(ds, env, http, events, settings, start).await {
-        Err(e) if start == Start::Probe => {
-            tracing::info!(server = %name, "the server did not take server/discover ({e}); connecting again with initialize (2025-11-25)");
+        Err(probe) if start == Start::Probe => {
+            tracing::info!(server = %name, "the server did not take server/discover ({probe}); connecting again with initialize (2025-11-25)");
+            let legacy = open(ds, env, http, events, settings, Start::Legacy)
+                .await
+                .map_err(|e| {
+                    format!("{e} (probing with server/discover first failed too: {probe})")
+                })?;
+            // Only a server that broke on the probe and then took
+            // `initialize` is remembered: one that was merely down (not
+            // started yet, unreachable) is probed again next time.
             ds.legacy_seen.store(true, Ordering::Relaxed);
-            open(ds, env, http, events, settings, Start::Legacy).await?
+            legacy
         }
         other => other?,
     };

@@ -33,8 +33,10 @@ pub(super) struct Downstream {
     /// Cancelled when this server is taken out (a reload removed or changed
     /// it) or woollama shuts down: its supervisor stops it and ends.
     pub stop: tokio_util::sync::CancellationToken,
-    /// `"protocol": "auto"` found that the server speaks only 2025-11-25:
-    /// its reconnects skip the `server/discover` probe.
+    /// `"protocol": "auto"` found a server that breaks on the
+    /// `server/discover` probe (exits, or refuses it at the HTTP level) but
+    /// takes `initialize`: its reconnects skip the probe. (A server that
+    /// answers the probe with an error costs nothing to probe again.)
     pub legacy_seen: AtomicBool,
     /// Resource URIs (as the server knows them) that clients subscribed to.
     /// A 2026-07-28 connection has no `resources/subscribe`: they travel in
@@ -87,6 +89,9 @@ impl Refresh {
         self.notify.notify_one();
     }
 }
+
+/// The most resources clients may subscribe to on one server.
+const MAX_SUBSCRIBED: usize = 1024;
 
 /// The most `input_required` rounds woollama answers for one request
 /// before it gives up on a server that keeps asking.
@@ -229,14 +234,24 @@ impl Downstream {
         self.live().map(|l| l.modern)
     }
 
-    /// Adds (`on`) or drops a resource subscription of a 2026-07-28
-    /// connection: its listen stream is reopened with the new set.
-    pub fn listen_for(&self, uri: &str, on: bool) {
+    /// Records that clients subscribed to (`on`) or let go of a resource.
+    /// A 2026-07-28 connection's listen stream is reopened with the new set
+    /// (and a reconnect on 2026-07-28 starts with it); at most
+    /// [`MAX_SUBSCRIBED`] resources per server.
+    pub fn listen_for(&self, uri: &str, on: bool) -> Result<(), Error> {
         let changed = {
             let mut set = self
                 .subscribed
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if on && !set.contains(uri) && set.len() >= MAX_SUBSCRIBED {
+                return Err(Error::Input {
+                    server: self.spec.name.clone(),
+                    detail: format!(
+                        "clients already subscribed to {MAX_SUBSCRIBED} of its resources through woollama; unsubscribe some first"
+                    ),
+                });
+            }
             if on {
                 set.insert(uri.to_string())
             } else {
@@ -246,6 +261,7 @@ impl Downstream {
         if changed {
             self.resubscribe.notify_one();
         }
+        Ok(())
     }
 
     /// What a 2026-07-28 connection's `subscriptions/listen` asks for: the
@@ -333,7 +349,7 @@ impl Downstream {
         let live = self.live()?;
         let deadline = Instant::now() + timeout;
         let expired = || Error::Timeout { after: timeout };
-        for _ in 0..MAX_ROUNDS {
+        for round in 1..=MAX_ROUNDS {
             let result = self
                 .once(request.clone(), &live, caller.clone(), deadline, timeout)
                 .await?;
@@ -348,6 +364,11 @@ impl Downstream {
             };
             if caller.stateless {
                 return Ok(ServerResult::InputRequiredResult(asked));
+            }
+            if round == MAX_ROUNDS {
+                // Asking the user a question whose answer is never sent on
+                // would be worse than stopping now.
+                break;
             }
             let questions = asked.input_requests.unwrap_or_default();
             let answers = tokio::time::timeout_at(
@@ -489,9 +510,6 @@ pub(super) async fn supervise(
                     .peer()
                     .peer_info()
                     .is_some_and(|i| !i.protocol_version.has_initialize());
-                if !modern && ds.spec.protocol == crate::config::Protocol::Auto {
-                    ds.legacy_seen.store(true, Ordering::Relaxed);
-                }
                 let live = Live {
                     peer: session.peer().clone(),
                     broken: Arc::new(Notify::new()),
@@ -554,33 +572,113 @@ enum Held {
     Lost(String),
 }
 
-/// Opens a 2026-07-28 connection's `subscriptions/listen` stream for its
-/// list changes and subscribed resources; `None` when there is nothing to
-/// hear, or (logged) when the server refused it.
-async fn listen(ds: &Downstream, peer: &Peer<RoleClient>) -> Option<Subscription> {
+/// A task's handle that aborts the task when dropped.
+struct Aborting(tokio::task::JoinHandle<()>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How opening a listen stream went.
+enum Opened {
+    Stream(Box<Subscription>),
+    /// Nothing to hear (no list changes offered, no resource subscribed).
+    Nothing,
+    Failed,
+}
+
+/// Opens a 2026-07-28 connection's `subscriptions/listen` stream for the
+/// list changes the server offers and the subscribed resources, bounded by
+/// `limit` (a server that never acknowledges it does not hold this up).
+async fn open_listen(ds: &Downstream, peer: &Peer<RoleClient>, limit: Duration) -> Opened {
     let capabilities = peer.peer_info().map(|i| i.capabilities.clone());
-    let filter = ds.filter(capabilities.as_ref())?;
-    match peer.listen(filter).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(server = %ds.spec.name, error = %e, "subscriptions/listen was refused; woollama will not hear this server's list changes or resource updates");
-            None
+    let Some(filter) = ds.filter(capabilities.as_ref()) else {
+        return Opened::Nothing;
+    };
+    match tokio::time::timeout(limit, peer.listen(filter)).await {
+        Ok(Ok(s)) => Opened::Stream(Box::new(s)),
+        Ok(Err(e)) => {
+            tracing::warn!(server = %ds.spec.name, error = %e, "subscriptions/listen was refused; woollama tries again, and until then hears no list changes or resource updates from this server");
+            Opened::Failed
+        }
+        Err(_) => {
+            tracing::warn!(server = %ds.spec.name, "subscriptions/listen was not acknowledged within {}s; woollama tries again", limit.as_secs_f64());
+            Opened::Failed
         }
     }
 }
 
-/// The next notification of a listen stream, if there is one.
-async fn next(
-    listening: &mut Option<Subscription>,
-) -> Result<Option<ServerNotification>, ServiceError> {
-    match listening {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
+/// Keeps a 2026-07-28 connection's listen stream open for as long as the
+/// connection lives (the task is aborted with it), in a task of its own so
+/// a slow re-listing never stops it being read:
+///
+/// - reopened with backoff when the server ends it, it fails, or woollama
+///   fell behind reading it (changes may have been missed then, so every
+///   list is taken again and clients are told);
+/// - reopened with the new set when clients subscribe or unsubscribe a
+///   resource (the new stream before the old one goes; a refused one keeps
+///   the old);
+/// - the first one, opened after the first listing, takes the lists again
+///   quietly (a change between the two reached no one).
+async fn keep_listening(
+    ds: Arc<Downstream>,
+    peer: Peer<RoleClient>,
+    events: tokio::sync::broadcast::Sender<super::Event>,
+    limit: Duration,
+) {
+    const EVERYTHING: u8 = Refresh::TOOLS | Refresh::PROMPTS | Refresh::RESOURCES;
+    let mut current: Option<Box<Subscription>> = None;
+    let mut caught_up = false;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let Some(stream) = current.as_mut() else {
+            match open_listen(&ds, &peer, limit).await {
+                Opened::Stream(s) => {
+                    current = Some(s);
+                    ds.refresh.changed(if caught_up { EVERYTHING } else { 0 });
+                    caught_up = true;
+                    backoff = Duration::from_secs(1);
+                }
+                Opened::Nothing => ds.resubscribe.notified().await,
+                Opened::Failed => {
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = ds.resubscribe.notified() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+            continue;
+        };
+        tokio::select! {
+            heard = stream.next() => match heard {
+                Ok(Some(notification)) => on_change(&events, &ds, notification),
+                Ok(None) => {
+                    tracing::info!(server = %ds.spec.name, end = ?stream.end(), "the server's subscriptions/listen stream ended; woollama opens it again");
+                    current = None;
+                }
+                Err(e) => {
+                    tracing::warn!(server = %ds.spec.name, error = %e, "subscriptions/listen failed; woollama opens it again");
+                    current = None;
+                }
+            },
+            () = ds.resubscribe.notified() => match open_listen(&ds, &peer, limit).await {
+                Opened::Stream(fresh) => current = Some(fresh),
+                Opened::Nothing => current = None,
+                Opened::Failed => {}
+            },
+        }
     }
 }
 
 /// A notification heard on a listen stream.
-fn on_change(reg: &Inner, ds: &Downstream, notification: ServerNotification) {
+fn on_change(
+    events: &tokio::sync::broadcast::Sender<super::Event>,
+    ds: &Downstream,
+    notification: ServerNotification,
+) {
     match notification {
         ServerNotification::ToolListChangedNotification(_) => ds.refresh.changed(Refresh::TOOLS),
         ServerNotification::PromptListChangedNotification(_) => {
@@ -590,7 +688,7 @@ fn on_change(reg: &Inner, ds: &Downstream, notification: ServerNotification) {
             ds.refresh.changed(Refresh::RESOURCES);
         }
         ServerNotification::ResourceUpdatedNotification(n) => {
-            let _ = reg.events.send(super::Event::ResourceUpdated {
+            let _ = events.send(super::Event::ResourceUpdated {
                 server: ds.spec.name.clone(),
                 uri: n.params.uri,
             });
@@ -601,33 +699,21 @@ fn on_change(reg: &Inner, ds: &Downstream, notification: ServerNotification) {
 
 /// Serves one live session: refreshes the roster when told, and returns when
 /// the session ends, a call found it broken, or woollama shuts down.
-async fn hold(reg: &Inner, ds: &Downstream, session: Session, live: &Live) -> Held {
+async fn hold(reg: &Inner, ds: &Arc<Downstream>, session: Session, live: &Live) -> Held {
     let stop = session.cancellation_token();
     let mut waiting = Box::pin(session.waiting());
     let graceful = Duration::from_secs(5);
-    let mut listening = if live.modern {
-        listen(ds, &live.peer).await
-    } else {
-        None
-    };
+    // Ends with this connection (aborted when dropped).
+    let _listening = live.modern.then(|| {
+        Aborting(tokio::spawn(keep_listening(
+            Arc::clone(ds),
+            live.peer.clone(),
+            reg.events.clone(),
+            reg.settings.connect_timeout,
+        )))
+    });
     loop {
         tokio::select! {
-            heard = next(&mut listening) => match heard {
-                Ok(Some(notification)) => on_change(reg, ds, notification),
-                Ok(None) => {
-                    tracing::warn!(server = %ds.spec.name, "the server ended its subscriptions/listen stream; woollama no longer hears its list changes until it reconnects");
-                    listening = None;
-                }
-                Err(e) => {
-                    tracing::warn!(server = %ds.spec.name, error = %e, "subscriptions/listen failed; woollama no longer hears its list changes until it reconnects");
-                    listening = None;
-                }
-            },
-            () = ds.resubscribe.notified(), if live.modern => {
-                // The new stream is open before the old one goes, so no
-                // change falls between them (one may come twice).
-                listening = listen(ds, &live.peer).await;
-            }
             r = &mut waiting => {
                 return Held::Lost(match r {
                     Ok(reason) => format!("the connection closed ({reason:?})"),

@@ -608,10 +608,11 @@ impl ToolRegistry {
             .route_uri(uri)
             .ok_or_else(|| Error::UnknownResource(uri.to_string()))?;
         let ds = self.downstream(&server)?;
+        // Recorded whatever the connection: 2026-07-28 has no
+        // resources/subscribe, and the URI is part of its listen filter
+        // instead (now, or after a reconnect).
+        ds.listen_for(&original, on)?;
         if ds.modern()? {
-            // 2026-07-28 has no resources/subscribe: the URI joins the
-            // connection's subscriptions/listen filter.
-            ds.listen_for(&original, on);
             return Ok((server, original));
         }
         let request = if on {

@@ -3,9 +3,10 @@
 //! (a tool-level error), and `added` once the test adds it at run time (the
 //! server then sends `notifications/tools/list_changed`). It records every
 //! tool call it receives, which is how tests prove what did — and did not —
-//! reach a server. Like any server of both generations, it tells a
-//! 2025-11-25 session through its peer and a 2026-07-28 client through its
-//! `subscriptions/listen` stream.
+//! reach a server. One resource, `mem://note`, can be subscribed to, and
+//! the test says when it changed. Like any server of both generations, it
+//! tells a 2025-11-25 session through its peer and a 2026-07-28 client
+//! through its `subscriptions/listen` stream.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,10 @@ struct State {
     added: bool,
     peers: Vec<Peer<RoleServer>>,
     listeners: Vec<SubscriptionSink>,
+    /// The resources each listen stream accepted, in the order opened.
+    listened: Vec<Vec<String>>,
+    /// The resources 2025-11-25 sessions subscribed to.
+    subscribed: Vec<(Peer<RoleServer>, String)>,
     calls: Vec<String>,
 }
 
@@ -47,6 +52,34 @@ impl Fixture {
     /// Names of the tools called so far, in order.
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().expect("lock").calls.clone()
+    }
+
+    /// The resources of each listen stream opened so far, oldest first.
+    pub fn listened(&self) -> Vec<Vec<String>> {
+        self.state.lock().expect("lock").listened.clone()
+    }
+
+    /// Says `uri` changed, to the listen streams that accepted it (the sink
+    /// applies each stream's filter) and the sessions that subscribed to it.
+    pub async fn update(&self, uri: &str) {
+        let (peers, listeners) = {
+            let st = self.state.lock().expect("lock");
+            let peers: Vec<_> = st
+                .subscribed
+                .iter()
+                .filter(|(_, u)| u == uri)
+                .map(|(p, _)| p.clone())
+                .collect();
+            (peers, st.listeners.clone())
+        };
+        for p in peers {
+            let _ = p
+                .notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(uri))
+                .await;
+        }
+        for l in listeners {
+            let _ = l.notify_resource_updated(uri).await;
+        }
     }
 
     /// Adds the `added` tool and tells every connected client.
@@ -105,6 +138,8 @@ impl ServerHandler for Fixture {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
+                .enable_resources_subscribe()
                 .build(),
         )
     }
@@ -121,12 +156,50 @@ impl ServerHandler for Fixture {
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        {
+            let mut st = self.state.lock().expect("lock");
+            st.listeners.push(ctx.sink().clone());
+            let uris = ctx.accepted().resource_subscriptions.clone();
+            st.listened.push(uris.unwrap_or_default());
+        }
+        ctx.cancelled().await;
+        Ok(())
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        Ok(rmcp::model::ListResourcesResult::with_all_items(vec![
+            rmcp::model::Resource::new("mem://note", "note"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        Ok(
+            rmcp::model::ReadResourceResult::new(vec![rmcp::model::ResourceContents::text(
+                "a note",
+                request.uri,
+            )])
+            .into(),
+        )
+    }
+
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         self.state
             .lock()
             .expect("lock")
-            .listeners
-            .push(ctx.sink().clone());
-        ctx.cancelled().await;
+            .subscribed
+            .push((ctx.peer, request.uri));
         Ok(())
     }
 
