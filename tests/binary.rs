@@ -438,6 +438,47 @@ fn the_default_log_is_the_banner_and_a_line_per_downstream() {
     }
 }
 
+/// An older server that complains on stderr about the `server/discover`
+/// probe (as Python SDK 1.x servers do, at length) does not fill the default
+/// log: what it wrote while refusing the probe is logged at debug level.
+/// Its later stderr is logged as usual.
+#[test]
+fn a_server_complaining_about_the_probe_stays_out_of_the_default_log() {
+    let d = dirs();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/unruly_mcp.py");
+    let mcp = json!({"mcpServers": {"grumpy": {
+        "command": common::python(),
+        "args": [script, d.home.join("pids"), "--grumble"],
+    }}});
+    std::fs::write(d.config.join("mcp.json"), mcp.to_string()).expect("write");
+    let mut c = command(&d, &[]);
+    c.env_remove("RUST_LOG");
+    let mut daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
+    daemon.wait_logged(|log| log.iter().any(|l| l.contains("downstream connected")));
+    daemon.signal("-TERM");
+    assert!(daemon.wait_exit().success());
+    let log = daemon.log();
+    assert!(
+        log.contains("server=grumpy") && log.contains("protocol=2025-11-25"),
+        "{log}"
+    );
+    assert!(!log.contains("unknown method report"), "{log}");
+
+    // At debug level the report is there, under the server's name.
+    let mut c = command(&d, &[]);
+    c.env("RUST_LOG", "woollama=debug");
+    let mut daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
+    daemon.wait_logged(|log| log.iter().any(|l| l.contains("downstream connected")));
+    daemon.signal("-TERM");
+    assert!(daemon.wait_exit().success());
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("DEBUG") && l.contains("unknown method report 0")),
+        "{log}"
+    );
+}
+
 /// The conversation table survives a `kill -9` in the middle of writing:
 /// every create that was acknowledged is there after a restart, and the
 /// file is whole (atomic rename of a flushed file).

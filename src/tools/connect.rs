@@ -276,6 +276,7 @@ fn spawn(
     env: &BTreeMap<String, String>,
     extra: &BTreeMap<String, crate::config::Secret>,
     settings: &McpSettings,
+    held: Held,
 ) -> Result<TokioChildProcess, String> {
     let program = guard::resolve(command, path_of(env, extra))?;
     let setup = |c: &mut tokio::process::Command| {
@@ -301,10 +302,74 @@ fn spawn(
     if let Some(stderr) = stderr {
         let server = server.to_string();
         tokio::spawn(async move {
-            super::stderr::drain(stderr, |level, line| relay_line(&server, level, line)).await;
+            super::stderr::drain(stderr, |level, line| {
+                if !held.hold(level, line) {
+                    relay_line(&server, level, line);
+                }
+            })
+            .await;
         });
     }
     Ok(transport)
+}
+
+/// A stdio server's stderr while `server/discover` probes it: held until
+/// the handshake tells whether the server refused the probe — then what it
+/// wrote meanwhile is mostly its complaint about an unknown method (an older
+/// Python SDK server writes a 50-line validation report), and goes to the
+/// log at debug level — or not (then it is logged as it came). At most
+/// [`HELD_LINES`] lines are held; the rest pass at once.
+#[derive(Clone, Default)]
+struct Held(Arc<std::sync::Mutex<Option<Lines>>>);
+
+/// Lines held back, with their levels.
+type Lines = Vec<(super::stderr::Level, String)>;
+
+const HELD_LINES: usize = 256;
+
+impl Held {
+    fn holding() -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(Vec::new()))))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Lines>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps the line if lines are being held; `false`: log it now.
+    fn hold(&self, level: super::stderr::Level, line: &str) -> bool {
+        match self.lock().as_mut() {
+            Some(lines) if lines.len() < HELD_LINES => {
+                lines.push((level, line.to_string()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Logs what was held (at debug level when `quiet`) and holds no more.
+    fn release(&self, server: &str, quiet: bool) {
+        let Some(lines) = self.lock().take() else {
+            return;
+        };
+        if quiet && !lines.is_empty() {
+            tracing::debug!(
+                server,
+                lines = lines.len(),
+                "what the server wrote on stderr while it refused server/discover follows at debug level"
+            );
+        }
+        for (level, line) in lines {
+            let level = if quiet {
+                super::stderr::Level::Debug
+            } else {
+                level
+            };
+            relay_line(server, level, &line);
+        }
+    }
 }
 
 /// How a connection starts.
@@ -419,7 +484,12 @@ async fn open(
             args,
             env: extra,
         } => {
-            let transport = spawn(&name, command, args, env, extra, settings)?;
+            let held = if start == Start::Probe {
+                Held::holding()
+            } else {
+                Held::default()
+            };
+            let transport = spawn(&name, command, args, env, extra, settings, held.clone())?;
             // The child leads its own group: its pid is the group id.
             let group = transport.id();
             let session = handler
@@ -431,6 +501,13 @@ async fn open(
                         modern_only(&e)
                     )
                 });
+            // The probe was refused when the session is a 2025-11-25 one.
+            let refused = session.as_ref().is_ok_and(|s| {
+                s.peer()
+                    .peer_info()
+                    .is_some_and(|i| i.protocol_version.has_initialize())
+            });
+            held.release(&name, refused);
             match session {
                 Ok(s) => Ok((s, group)),
                 Err(e) => {

@@ -1,7 +1,7 @@
 """A stdio MCP server that misbehaves on cue, written on bare JSON-RPC lines
 (no SDK, so nothing tidies its output) for woollama's fault tests.
 
-Usage: unruly_mcp.py PIDFILE [--flap N] [--noise] [--flood MIB] [--strict]
+Usage: unruly_mcp.py PIDFILE [--flap N] [--noise] [--flood MIB] [--strict] [--grumble]
 
 Appends its pid to PIDFILE at start. Two tools: `echo` answers its `text`;
 `sample` asks the client for a sampling (`sampling/createMessage`) and
@@ -20,6 +20,10 @@ prompt, `ask`, is made the same way: its one message is the sampled text.
                  `initialize`, as some older servers do on 2026-07-28's
                  `server/discover` probe
 
+    --grumble    before refusing a method it does not know, write a report of
+                 it to stderr, as older Python SDK servers do for
+                 `server/discover` (lines with "unknown method report")
+
 Without --strict it answers `server/discover` as servers that predate
 2026-07-28 do: -32601, method not found.
 """
@@ -34,6 +38,7 @@ flap = int(args[args.index("--flap") + 1]) if "--flap" in args else 0
 noise = "--noise" in args
 flood = int(args[args.index("--flood") + 1]) if "--flood" in args else 0
 strict = "--strict" in args
+grumble = "--grumble" in args
 initialized = False
 
 with open(pidfile, "a") as f:
@@ -138,4 +143,8 @@ for line in sys.stdin.buffer:
     elif method == "ping":
         send({"jsonrpc": "2.0", "id": rid, "result": {}})
     else:
+        if grumble:
+            for i in range(5):
+                sys.stderr.write(f"unknown method report {i}: {method} is not a request this server knows\n")
+            sys.stderr.flush()
         send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": f"no method {method}"}})
