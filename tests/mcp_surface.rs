@@ -1267,3 +1267,39 @@ async fn a_resource_update_from_a_2026_downstream_reaches_the_subscriber() {
     app.tools.shutdown(LIMIT).await;
     stop.cancel();
 }
+
+/// A real 2026-07-28 peer downstream: a server on the official Python SDK
+/// (2.x) is spoken to in 2026-07-28, its tool works through woollama, and
+/// the result names woollama (not the Python server) in its `_meta`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_sdk_server_is_spoken_to_in_2026_and_woollama_answers_for_it() {
+    let mock = Mock::start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/mcp_sdk_server.py"
+    );
+    let mcp = json!({"mcpServers": {"py": {"command": common::python(), "args": [script]}}});
+    let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
+    let snap = common::until(&app.tools, "the Python server", |s| {
+        common::connected(s, "py")
+    })
+    .await;
+    assert_eq!(
+        snap.server("py")
+            .and_then(|s| s.protocol.clone())
+            .as_deref(),
+        Some("2026-07-28")
+    );
+    let (_, v) = stateless_sample(
+        &app,
+        1,
+        json!({"name": "mcp__py__shout", "arguments": {"text": "hi there"},
+               "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                         "io.modelcontextprotocol/clientCapabilities": {}}}),
+    )
+    .await;
+    assert_eq!(v["result"]["content"][0]["text"], json!("HI THERE"), "{v}");
+    let named = &v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"];
+    assert_eq!(named["name"], json!("woollama"), "{v}");
+    app.tools.shutdown(LIMIT).await;
+}

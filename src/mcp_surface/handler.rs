@@ -245,6 +245,23 @@ fn reexport(entry: &tools::ToolEntry) -> Tool {
     t
 }
 
+/// The `_meta` key where a 2026-07-28 result names the server that made it.
+const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// A downstream's result names the downstream in its `_meta` (the Python
+/// SDK does, on 2026-07-28); through woollama, woollama answered, so the
+/// client learns woollama's name there, not one of its downstreams'.
+fn as_woollama(meta: &mut Option<rmcp::model::MetaObject>) {
+    if let Some(m) = meta.as_mut()
+        && m.contains_key(SERVER_INFO)
+    {
+        m.insert(
+            SERVER_INFO.to_string(),
+            serde_json::json!({"name": "woollama", "title": "woollama", "version": env!("CARGO_PKG_VERSION")}),
+        );
+    }
+}
+
 /// A bridged request that came back as another kind of request (a bug).
 fn mixed_up() -> ErrorData {
     ErrorData::internal_error(
@@ -457,7 +474,12 @@ impl ServerHandler for Surface {
             Ok(Reply::Tool(CallToolResponse::Complete(mut r))) => {
                 // Older downstreams omit resultType; 2026-07-28 clients need it.
                 r.result_type.get_or_insert(ResultType::COMPLETE);
+                as_woollama(&mut r.meta);
                 Ok(CallToolResponse::Complete(r))
+            }
+            Ok(Reply::Tool(CallToolResponse::InputRequired(mut r))) => {
+                as_woollama(&mut r.meta);
+                Ok(CallToolResponse::InputRequired(r))
             }
             Ok(Reply::Tool(other)) => Ok(other),
             Ok(_) => Err(mixed_up()),
@@ -530,9 +552,13 @@ impl ServerHandler for Surface {
         match outcome.map_err(errors::protocol)? {
             Reply::Prompt(GetPromptResponse::Complete(mut r)) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
+                as_woollama(&mut r.meta);
                 Ok(GetPromptResponse::Complete(r))
             }
-            Reply::Prompt(other) => Ok(other),
+            Reply::Prompt(GetPromptResponse::InputRequired(mut r)) => {
+                as_woollama(&mut r.meta);
+                Ok(GetPromptResponse::InputRequired(r))
+            }
             _ => Err(mixed_up()),
         }
     }
@@ -611,9 +637,13 @@ impl ServerHandler for Surface {
         match outcome.map_err(errors::protocol)? {
             Reply::Resource(ReadResourceResponse::Complete(mut r)) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
+                as_woollama(&mut r.meta);
                 Ok(ReadResourceResponse::Complete(r))
             }
-            Reply::Resource(other) => Ok(other),
+            Reply::Resource(ReadResourceResponse::InputRequired(mut r)) => {
+                as_woollama(&mut r.meta);
+                Ok(ReadResourceResponse::InputRequired(r))
+            }
             _ => Err(mixed_up()),
         }
     }
