@@ -48,6 +48,11 @@ pub struct Surface {
     /// The downstream snapshot when the session began (see
     /// `Clients::missed`).
     began: Arc<tools::Snapshot>,
+    /// The resources this session subscribed to. A `resources/subscribe`
+    /// may come before the session is registered with `clients` (its
+    /// `initialized` is handled in a task of its own): registering takes
+    /// them from here, and the lock orders the two.
+    subscribed: Arc<Mutex<HashSet<String>>>,
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
@@ -63,6 +68,7 @@ impl Surface {
             level: Arc::new(Mutex::new(LoggingLevel::Info)),
             parked,
             gone: tokio_util::sync::CancellationToken::new(),
+            subscribed: Arc::default(),
         }
     }
 
@@ -330,7 +336,10 @@ impl ServerHandler for Surface {
             peer: ctx.peer.clone(),
             level: Arc::clone(&self.level),
         };
-        self.clients.add(self.id, channel, HashSet::new());
+        {
+            let subscribed = lock(&self.subscribed);
+            self.clients.add(self.id, channel, subscribed.clone());
+        }
         Clients::missed(&ctx.peer, &self.began, &self.state().tools.snapshot()).await;
     }
 
@@ -661,6 +670,8 @@ impl ServerHandler for Surface {
             .subscribe(&request.uri, true)
             .await
             .map_err(errors::protocol)?;
+        let mut subscribed = lock(&self.subscribed);
+        subscribed.insert(request.uri.clone());
         self.clients.subscribe(self.id, &request.uri, true);
         Ok(())
     }
@@ -670,7 +681,12 @@ impl ServerHandler for Surface {
         request: UnsubscribeRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if !self.clients.subscribe(self.id, &request.uri, false) {
+        let others = {
+            let mut subscribed = lock(&self.subscribed);
+            subscribed.remove(&request.uri);
+            self.clients.subscribe(self.id, &request.uri, false)
+        };
+        if !others {
             self.state()
                 .tools
                 .subscribe(&request.uri, false)

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CancelledNotificationParam,
     ClientRequest, InputResponses, ProtocolVersion, RequestId, RequestMetaObject,
@@ -665,7 +666,16 @@ async fn keep_listening(
                 }
             },
             () = ds.resubscribe.notified() => match open_listen(&ds, &peer, limit).await {
-                Opened::Stream(fresh) => current = Some(fresh),
+                Opened::Stream(fresh) => {
+                    // What the old stream heard while the new one opened
+                    // is read before it goes: a change then came on it
+                    // alone.
+                    if let Some(mut old) = current.replace(fresh) {
+                        while let Some(Ok(Some(n))) = old.next().now_or_never() {
+                            on_change(&events, &ds, n);
+                        }
+                    }
+                }
                 Opened::Nothing => current = None,
                 Opened::Failed => {}
             },
