@@ -95,7 +95,22 @@ struct Inner {
     reconnects: Family<ServerLabels, Counter>,
     recipe_turns: Family<RecipeLabels, Counter>,
     conversations: Family<BackendLabels, Counter>,
+    /// The request series met so far, with their handles: a request finds
+    /// its counter and histogram with a few string comparisons instead of
+    /// two label sets hashed with SipHash under the families' locks.
+    seen: std::sync::RwLock<Vec<Seen>>,
 }
+
+/// A request label set and its series (see `Inner::seen`).
+struct Seen {
+    labels: RequestLabels,
+    count: Counter,
+    took: Histogram,
+}
+
+/// The most label sets kept in `Inner::seen` (past it, the families are
+/// asked directly; the label values are bounded anyway).
+const SEEN_MAX: usize = 64;
 
 /// The process's metrics.
 #[derive(Clone)]
@@ -114,6 +129,25 @@ impl Default for Metrics {
 }
 
 /// The downstream states a health gauge is kept for.
+/// One inferencer's upstream time-to-headers and failures: handles onto
+/// the families' series (a clone counts into the same series).
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    timing: Histogram,
+    errors: Counter,
+}
+
+impl Upstream {
+    /// The upstream answered a call's headers (`ok`), or failed.
+    pub fn answered(&self, took: Duration, ok: bool) {
+        if ok {
+            self.timing.observe(took.as_secs_f64());
+        } else {
+            self.errors.inc();
+        }
+    }
+}
+
 pub const HEALTH_STATES: &[&str] = &["connecting", "connected", "retrying", "failed"];
 
 impl Metrics {
@@ -212,6 +246,7 @@ impl Metrics {
             reconnects,
             recipe_turns,
             conversations,
+            seen: std::sync::RwLock::default(),
         }))
     }
 
@@ -225,14 +260,41 @@ impl Metrics {
 
     /// A request ended.
     pub fn request(&self, labels: RequestLabels, took: Duration) {
-        let route = RouteLabels {
-            route: labels.route,
-        };
-        self.0.requests.get_or_create(&labels).inc();
-        self.0
+        let seconds = took.as_secs_f64();
+        {
+            let seen = self
+                .0
+                .seen
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(s) = seen.iter().find(|s| s.labels == labels) {
+                s.count.inc();
+                s.took.observe(seconds);
+                return;
+            }
+        }
+        let count = self.0.requests.get_or_create(&labels).clone();
+        let took = self
+            .0
             .duration
-            .get_or_create(&route)
-            .observe(took.as_secs_f64());
+            .get_or_create(&RouteLabels {
+                route: labels.route,
+            })
+            .clone();
+        count.inc();
+        took.observe(seconds);
+        let mut seen = self
+            .0
+            .seen
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() < SEEN_MAX && !seen.iter().any(|s| s.labels == labels) {
+            seen.push(Seen {
+                labels,
+                count,
+                took,
+            });
+        }
     }
 
     /// The first byte of a route's answer body went out.
@@ -259,18 +321,15 @@ impl Metrics {
         Self::hold(&self.0.streams)
     }
 
-    /// An inference upstream answered a call's headers (or failed).
-    pub fn upstream(&self, inferencer: &str, took: Duration, ok: bool) {
+    /// One inferencer's upstream series, looked up once (an inferencer
+    /// keeps them, so a call hashes no label set; see [`Upstream`]).
+    pub fn upstream_series(&self, inferencer: &str) -> Upstream {
         let labels = InferencerLabels {
             inferencer: inferencer.to_string(),
         };
-        if ok {
-            self.0
-                .upstream
-                .get_or_create(&labels)
-                .observe(took.as_secs_f64());
-        } else {
-            self.0.upstream_errors.get_or_create(&labels).inc();
+        Upstream {
+            timing: self.0.upstream.get_or_create(&labels).clone(),
+            errors: self.0.upstream_errors.get_or_create(&labels).clone(),
         }
     }
 

@@ -162,6 +162,10 @@ pub struct Inferencer {
     /// The endpoints' URLs, parsed once (parsing a URL with its IDNA rules
     /// for every request was a tenth of a pass-through's CPU).
     urls: Vec<(&'static str, EndpointUrl)>,
+    /// `Authorization: Bearer <key>`, made once (marked sensitive).
+    bearer: Option<http::HeaderValue>,
+    /// Its upstream series, looked up at its first call.
+    series: std::sync::OnceLock<crate::metrics::Upstream>,
 }
 
 /// One endpoint's URL, parsed for reqwest and, for a plain-http upstream,
@@ -201,6 +205,11 @@ impl Inferencer {
             .map(Secret::new);
         let ollama = spec.name == "ollama";
         let urls = parsed_urls(&spec.base_url);
+        let bearer = key.as_ref().and_then(|k| {
+            let mut v = http::HeaderValue::from_str(&format!("Bearer {}", k.expose())).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
         Self {
             spec,
             key,
@@ -208,7 +217,22 @@ impl Inferencer {
             claude: false,
             metrics,
             urls,
+            bearer,
+            series: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The prebuilt `Authorization` value (`None`: no key, or a key that is
+    /// not a valid header value, which the slow path reports).
+    pub(crate) fn bearer(&self) -> Option<&http::HeaderValue> {
+        self.bearer.as_ref()
+    }
+
+    /// The upstream answered a call's headers (`ok`), or failed, after `took`.
+    pub(crate) fn answered(&self, took: std::time::Duration, ok: bool) {
+        self.series
+            .get_or_init(|| self.metrics.upstream_series(self.name()))
+            .answered(took, ok);
     }
 
     /// The `claude-code` inferencer (the `claude` CLI).
@@ -232,6 +256,8 @@ impl Inferencer {
             claude: true,
             metrics,
             urls: Vec::new(),
+            bearer: None,
+            series: std::sync::OnceLock::new(),
         }
     }
 

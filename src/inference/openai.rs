@@ -70,19 +70,26 @@ pub async fn post(
 ) -> Result<Answer, Error> {
     let endpoint = url_override.is_none().then(|| inf.endpoint(path)).flatten();
     if let (Some(fast), Some(uri)) = (fast, endpoint.and_then(|e| e.fast.as_ref())) {
-        let mut req = http::Request::post(uri.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, super::USER_AGENT);
+        // Made in place, from values made once: a request builder is moved
+        // (copied) at every header, and each header parsed again.
+        let mut req = http::Request::new(Full::new(Bytes::from(body)));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = uri.clone();
+        let headers = req.headers_mut();
+        headers.reserve(4);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, HeaderValue::from_static(super::USER_AGENT));
         if streaming {
-            req = req.header(ACCEPT, "text/event-stream");
+            headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         }
         if let Some(key) = inf.auth()? {
-            req = req.header(AUTHORIZATION, bearer(inf, key)?);
+            let value = match inf.bearer() {
+                Some(v) => v.clone(),
+                None => bearer(inf, key)?,
+            };
+            headers.insert(AUTHORIZATION, value);
         }
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| unreachable_error(inf, &inf.url(path), e.to_string()))?;
-        return exchange(inf, inf.url(path), timeout, streaming, fast.send(req)).await;
+        return exchange(inf, || inf.url(path), timeout, streaming, fast.send(req)).await;
     }
     let url = url_override.unwrap_or_else(|| inf.url(path));
     let mut req = match endpoint {
@@ -130,7 +137,7 @@ pub async fn send(
         }
     };
     // reqwest keeps a non-streamed call's whole deadline itself.
-    exchange(inf, url, timeout, true, sent).await
+    exchange(inf, || url.clone(), timeout, true, sent).await
 }
 
 /// Awaits an answer's head within the first-byte limit, times and counts
@@ -138,7 +145,7 @@ pub async fn send(
 /// answer's body must then arrive within what is left of `timeout`.
 async fn exchange<E: Into<Option<String>>>(
     inf: &Inferencer,
-    url: String,
+    url: impl Fn() -> String,
     timeout: Duration,
     streaming: bool,
     sent: impl std::future::Future<Output = Result<Answer, E>>,
@@ -156,13 +163,13 @@ async fn exchange<E: Into<Option<String>>>(
     let deadline = (!streaming).then(|| tokio::time::Instant::now() + timeout);
     let sent = tokio::time::timeout(first_byte, sent).await;
     let ok = matches!(&sent, Ok(Ok(r)) if r.status().is_success());
-    inf.metrics.upstream(inf.name(), started.elapsed(), ok);
+    inf.answered(started.elapsed(), ok);
     let resp = match sent {
-        Err(_) => return Err(timeout_error(inf, &url, first_byte)),
+        Err(_) => return Err(timeout_error(inf, &url(), first_byte)),
         Ok(Err(e)) => {
             return Err(match e.into() {
-                None => timeout_error(inf, &url, first_byte),
-                Some(cause) => unreachable_error(inf, &url, cause),
+                None => timeout_error(inf, &url(), first_byte),
+                Some(cause) => unreachable_error(inf, &url(), cause),
             });
         }
         Ok(Ok(r)) => r.by(deadline),
