@@ -207,8 +207,14 @@ impl Registry {
             stream,
         )
         .await?;
-        let url = inf.url(endpoint.path());
-        relayed(inf, &url, resp, stream, timeout).await
+        relayed(
+            inf,
+            &openai::Path(inf, endpoint.path()),
+            resp,
+            stream,
+            timeout,
+        )
+        .await
     }
 
     /// Anthropic's own Messages API, passed through natively for
@@ -295,7 +301,7 @@ impl Registry {
         head: &ChunkHead,
     ) -> Result<Value, Error> {
         let (resp, timeout) = self.native_post(inf, model, body, false).await?;
-        let url = resp.url().to_string();
+        let url = resp.url();
         let raw = openai::read_body(inf, &url, resp, timeout).await?;
         let native: Value = serde_json::from_slice(&raw).map_err(|e| Error::BadResponse {
             inferencer: inf.name().to_string(),
@@ -596,7 +602,7 @@ pub const CLIENT_TOOLS: &str = "claude-code/<model> cannot call the client's own
 /// arrives.
 async fn relayed(
     inf: &Inferencer,
-    url: &str,
+    url: &(impl openai::Where + ?Sized),
     resp: Answer,
     stream: bool,
     timeout: Duration,

@@ -202,9 +202,35 @@ pub const RESPONSE_LIMIT: usize = 32 * 1024 * 1024;
 
 /// Reads a whole (non-streaming) response body, at most [`RESPONSE_LIMIT`];
 /// the deadline set by [`post`] still applies.
+/// Where a call went, for an error message: written out only then.
+pub trait Where {
+    fn url(&self) -> String;
+}
+
+impl Where for str {
+    fn url(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Where for String {
+    fn url(&self) -> String {
+        self.clone()
+    }
+}
+
+/// An inferencer's endpoint, `<base_url>/<path>`.
+pub struct Path<'a>(pub &'a Inferencer, pub &'a str);
+
+impl Where for Path<'_> {
+    fn url(&self) -> String {
+        self.0.url(self.1)
+    }
+}
+
 pub async fn read_body(
     inf: &Inferencer,
-    url: &str,
+    url: &(impl Where + ?Sized),
     resp: Answer,
     timeout: Duration,
 ) -> Result<Bytes, Error> {
@@ -213,7 +239,7 @@ pub async fn read_body(
 
 async fn read_body_limited<S: bounded::Source<Error = BodyError>>(
     inf: &Inferencer,
-    url: &str,
+    url: &(impl Where + ?Sized),
     resp: S,
     timeout: Duration,
     limit: usize,
@@ -221,10 +247,10 @@ async fn read_body_limited<S: bounded::Source<Error = BodyError>>(
     bounded::whole(resp, limit).await.map_err(|e| match e {
         bounded::Read::TooLarge => Error::TooLarge {
             inferencer: inf.name().to_string(),
-            url: url.to_string(),
+            url: url.url(),
             limit,
         },
-        bounded::Read::Transport(e) => body_error(inf, url, e, timeout),
+        bounded::Read::Transport(e) => body_error(inf, &url.url(), e, timeout),
     })
 }
 
@@ -238,7 +264,7 @@ pub fn relay(
 ) -> impl Stream<Item = Result<Bytes, Error>> + Send + 'static {
     let idle = inf.spec.idle_timeout.unwrap_or(idle);
     let name = inf.name().to_string();
-    let url = resp.url().to_string();
+    let url = resp.url();
     let metrics = inf.metrics.clone();
     futures_util::stream::unfold(Some(resp), move |state| {
         let name = name.clone();

@@ -54,7 +54,7 @@ impl Fast {
     /// Sends `req`: the answer's head, or why there is none (the innermost
     /// cause, e.g. "Connection refused (os error 111)").
     pub async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<Answer, String> {
-        let url = req.uri().to_string();
+        let url = Sent::Uri(req.uri().clone());
         let resp = self.client.request(req).await.map_err(|e| root_cause(&e))?;
         let (parts, body) = resp.into_parts();
         Ok(Answer {
@@ -90,11 +90,17 @@ pub enum BodyError {
     Broken(String),
 }
 
+/// Where a call went: written out only for a message.
+enum Sent {
+    Url(reqwest::Url),
+    Uri(Uri),
+}
+
 /// An upstream's answer: head, and the body still to read.
 pub struct Answer {
     status: StatusCode,
     headers: HeaderMap,
-    url: String,
+    url: Sent,
     body: Body,
     /// When the whole exchange must be over (a non-streamed call).
     deadline: Option<tokio::time::Instant>,
@@ -106,7 +112,7 @@ impl Answer {
         Self {
             status: resp.status(),
             headers: std::mem::take(resp.headers_mut()),
-            url: resp.url().to_string(),
+            url: Sent::Url(resp.url().clone()),
             body: Body::Reqwest(resp),
             deadline: None,
         }
@@ -127,8 +133,12 @@ impl Answer {
         self.headers.get(name)
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// Where the call went (made for a message; not on the happy path).
+    pub fn url(&self) -> String {
+        match &self.url {
+            Sent::Url(u) => u.to_string(),
+            Sent::Uri(u) => u.to_string(),
+        }
     }
 
     /// The length the upstream declared.
