@@ -1095,7 +1095,7 @@ async fn server_discover_gives_the_aggregated_view() {
     let app = Setup::new(&mock).mcp(&mcp.to_string()).start().await;
     let meta = json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                                 "io.modelcontextprotocol/clientCapabilities": {}}});
-    let (status, v) = stateless(&app, 1, "server/discover", meta).await;
+    let (status, v) = stateless(&app, 1, "server/discover", meta.clone()).await;
     assert_eq!(status, 200, "{v}");
     let result = &v["result"];
     let versions = result["supportedVersions"].as_array().expect("versions");
@@ -1126,6 +1126,43 @@ async fn server_discover_gives_the_aggregated_view() {
         .unwrap_or_default();
     assert!(told.contains("Server 'inner' says:"), "{told}");
     client.cancel().await.expect("close");
+
+    // A delegate (a grant for one tool) hears woollama's words only, on
+    // both generations.
+    let grant = app.tools.grants().grant([NESTED_SAMPLE.to_string()]);
+    let token = grant.token().expose().to_string();
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": meta});
+    let text = app
+        .client
+        .post(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "server/discover")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("discover")
+        .text()
+        .await
+        .expect("body");
+    assert!(text.contains("woollama routes"), "{text}");
+    assert!(!text.contains("says:"), "{text}");
+    let transport = StreamableHttpClientTransport::with_client(
+        woollama::inference::build_client().expect("client"),
+        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp")).auth_header(token),
+    );
+    let delegate = ().serve(transport).await.expect("initialize with the grant");
+    let told = delegate
+        .peer_info()
+        .and_then(|i| i.instructions.clone())
+        .unwrap_or_default();
+    assert!(
+        told.starts_with("woollama routes") && !told.contains("says:"),
+        "{told}"
+    );
+    delegate.cancel().await.expect("close");
     app.tools.shutdown(LIMIT).await;
 }
 
