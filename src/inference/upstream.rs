@@ -1,10 +1,11 @@
 //! An inferencer's answer, whichever HTTP client fetched it.
 //!
 //! Calls to a **plain-http** upstream — a local Ollama, llama.cpp or vLLM,
-//! the case a router on your machine exists for — go through hyper-util's
-//! pooled client directly ([`Fast`]): reqwest parses the URL again twice per
-//! request (for its redirect policy and for the response's URL) and adds
-//! its own layers, together about a fifth of a pass-through's instructions.
+//! the case a router on your machine exists for — go through hyper's
+//! HTTP/1.1 connections directly, pooled here ([`Fast`]): reqwest parses the
+//! URL again twice per request (for its redirect policy and for the
+//! response's URL) and adds its own layers, together about a fifth of a
+//! pass-through's instructions.
 //! Everything else goes through reqwest: TLS upstreams, and any call at all
 //! when a proxy variable (`HTTP_PROXY`, `ALL_PROXY`, either case) is set,
 //! since reqwest is what honours those, and a URL with credentials in it.
@@ -12,19 +13,77 @@
 //! where it is asked). Either way the caller gets an [`Answer`]: the status,
 //! the headers, and the body chunk by chunk.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 
-/// The client for plain-http upstreams.
-#[derive(Clone, Debug)]
+/// The client for plain-http upstreams: HTTP/1.1 connections of its own,
+/// kept open and reused. One list of idle connections for every upstream,
+/// found by authority (a router talks to a handful): no hashed pool key and
+/// no per-request layers, which in hyper-util's pooled client cost about a
+/// tenth of a pass-through's instructions.
+#[derive(Clone, Debug, Default)]
 pub struct Fast {
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: Arc<Pool>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    idle: Mutex<Vec<Idle>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    authority: Authority,
+    sender: SendRequest<Full<Bytes>>,
+    since: std::time::Instant,
+}
+
+/// How long an idle connection is offered again (an upstream may close one
+/// it has not used for a while; one that it closed is never offered).
+const IDLE_FOR: Duration = Duration::from_secs(90);
+/// The most idle connections kept (the oldest goes first).
+const IDLE_MAX: usize = 256;
+/// How long a TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection to `authority` that is still
+    /// open; the closed and stale ones met on the way are let go.
+    fn take(&self, authority: &Authority) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.lock();
+        while let Some(at) = idle.iter().rposition(|i| i.authority == *authority) {
+            let found = idle.remove(at);
+            if !found.sender.is_closed() && found.since.elapsed() < IDLE_FOR {
+                return Some(found.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, authority: Authority, sender: SendRequest<Full<Bytes>>) {
+        let mut idle = self.lock();
+        if idle.len() >= IDLE_MAX {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            authority,
+            sender,
+            since: std::time::Instant::now(),
+        });
+    }
 }
 
 /// The proxy variables reqwest honours for plain-http calls.
@@ -40,31 +99,102 @@ impl Fast {
         {
             return None;
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        // The timer is what makes the idle timeout close idle connections.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Some(Self { client })
+        Some(Self::default())
     }
 
-    /// Sends `req`: the answer's head, or why there is none (the innermost
-    /// cause, e.g. "Connection refused (os error 111)").
+    /// Sends `req` (an absolute `http://` URI): the answer's head, or why
+    /// there is none (the innermost cause, e.g. "Connection refused (os
+    /// error 111)"). A pooled connection that the upstream closed before it
+    /// took the request is passed over, and the request goes on another.
     pub async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<Answer, String> {
-        let url = Sent::Uri(req.uri().clone());
-        let resp = self.client.request(req).await.map_err(|e| root_cause(&e))?;
+        let uri = req.uri().clone();
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("{uri} names no host"))?;
+        let (mut parts, body) = req.into_parts();
+        parts.uri = uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+        if !parts.headers.contains_key(http::header::HOST) {
+            let host = HeaderValue::from_str(authority.as_str())
+                .map_err(|_| format!("{authority} is not a valid Host"))?;
+            parts.headers.insert(http::header::HOST, host);
+        }
+        let mut req = http::Request::from_parts(parts, body);
+        while let Some(mut sender) = self.pool.take(&authority) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.answered(resp, sender, authority, uri)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(root_cause(e.error())),
+                },
+            }
+        }
+        let mut sender = connect(&authority).await?;
+        let resp = sender.send_request(req).await.map_err(|e| root_cause(&e))?;
+        Ok(self.answered(resp, sender, authority, uri))
+    }
+
+    /// The answer; its connection goes back to the pool once it can take
+    /// another request (its answer's body read to the end), and is closed
+    /// if the body is dropped before that.
+    fn answered(
+        &self,
+        resp: http::Response<hyper::body::Incoming>,
+        mut sender: SendRequest<Full<Bytes>>,
+        authority: Authority,
+        uri: Uri,
+    ) -> Answer {
+        let pool = Arc::clone(&self.pool);
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                pool.put(authority, sender);
+            }
+        });
         let (parts, body) = resp.into_parts();
-        Ok(Answer {
+        Answer {
             status: parts.status,
             headers: parts.headers,
-            url,
+            url: Sent::Uri(uri),
             body: Body::Hyper(body),
             deadline: None,
-        })
+        }
     }
+}
+
+/// A new HTTP/1.1 connection to `authority` (every address it resolves
+/// to, in turn), its driver in a task of its own.
+async fn connect(authority: &Authority) -> Result<SendRequest<Full<Bytes>>, String> {
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut why = format!("{host} resolved to no address");
+    let mut stream = None;
+    for addr in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                stream = Some(s);
+                break;
+            }
+            Ok(Err(e)) => why = e.to_string(),
+            Err(_) => why = format!("no TCP connection within {}s", CONNECT_TIMEOUT.as_secs()),
+        }
+    }
+    let stream = stream.ok_or(why)?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| root_cause(&e))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// The innermost cause of an error, without the outer layers' words.
