@@ -451,13 +451,20 @@ fn a_server_complaining_about_the_probe_stays_out_of_the_default_log() {
         "args": [script, d.home.join("pids"), "--grumble"],
     }}});
     std::fs::write(d.config.join("mcp.json"), mcp.to_string()).expect("write");
-    let mut c = command(&d, &[]);
-    c.env_remove("RUST_LOG");
-    let mut daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
-    daemon.wait_logged(|log| log.iter().any(|l| l.contains("downstream connected")));
-    daemon.signal("-TERM");
-    assert!(daemon.wait_exit().success());
-    let log = daemon.log();
+    // The daemon's whole log, once `grumpy` connected, at `rust_log`.
+    let log_at = |rust_log: Option<&str>| {
+        let mut c = command(&d, &[]);
+        match rust_log {
+            Some(level) => c.env("RUST_LOG", level),
+            None => c.env_remove("RUST_LOG"),
+        };
+        let mut daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
+        daemon.wait_logged(|log| log.iter().any(|l| l.contains("downstream connected")));
+        daemon.signal("-TERM");
+        assert!(daemon.wait_exit().success());
+        daemon.log()
+    };
+    let log = log_at(None);
     assert!(
         log.contains("server=grumpy") && log.contains("protocol=2025-11-25"),
         "{log}"
@@ -465,13 +472,7 @@ fn a_server_complaining_about_the_probe_stays_out_of_the_default_log() {
     assert!(!log.contains("unknown method report"), "{log}");
 
     // At debug level the report is there, under the server's name.
-    let mut c = command(&d, &[]);
-    c.env("RUST_LOG", "woollama=debug");
-    let mut daemon = Daemon::start(c).unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
-    daemon.wait_logged(|log| log.iter().any(|l| l.contains("downstream connected")));
-    daemon.signal("-TERM");
-    assert!(daemon.wait_exit().success());
-    let log = daemon.log();
+    let log = log_at(Some("woollama=debug"));
     assert!(
         log.lines()
             .any(|l| l.contains("DEBUG") && l.contains("unknown method report 0")),

@@ -169,7 +169,10 @@ impl Fast {
 /// A new HTTP/1.1 connection to `authority` (every address it resolves
 /// to, in turn), its driver in a task of its own.
 async fn connect(authority: &Authority) -> Result<SendRequest<Full<Bytes>>, String> {
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(80);
     let addrs = tokio::net::lookup_host((host, port))
         .await
