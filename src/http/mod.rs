@@ -89,14 +89,14 @@ pub fn with_surface_auth(router: Router, live: &Live) -> Router {
 /// the request observed, the header limit, then `auth`).
 pub fn guarded(router: Router, live: &Live, auth: auth::SurfaceAuth) -> Router {
     let gate = gate::Gate::new(live, Some(auth));
-    router.layer(axum::middleware::from_fn_with_state(gate, gate::gate))
+    router.layer(gate::GateLayer::new(gate))
 }
 
 /// The Unix socket's app: through the gate with no auth (its 0600 mode is
 /// the boundary).
 pub fn unguarded(router: Router, live: &Live) -> Router {
     let gate = gate::Gate::new(live, None);
-    router.layer(axum::middleware::from_fn_with_state(gate, gate::gate))
+    router.layer(gate::GateLayer::new(gate))
 }
 
 /// The Messages translation, for the property tests.
