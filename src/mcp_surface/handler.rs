@@ -251,6 +251,11 @@ fn reexport(entry: &tools::ToolEntry) -> Tool {
     t
 }
 
+/// Who woollama is, to its MCP clients.
+fn implementation() -> Implementation {
+    Implementation::new("woollama", env!("CARGO_PKG_VERSION")).with_title("woollama")
+}
+
 /// The `_meta` key where a 2026-07-28 result names the server that made it.
 const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
@@ -263,7 +268,7 @@ fn as_woollama(meta: &mut Option<rmcp::model::MetaObject>) {
     {
         m.insert(
             SERVER_INFO.to_string(),
-            serde_json::json!({"name": "woollama", "title": "woollama", "version": env!("CARGO_PKG_VERSION")}),
+            serde_json::to_value(implementation()).unwrap_or_default(),
         );
     }
 }
@@ -295,9 +300,7 @@ impl ServerHandler for Surface {
             builder.build()
         };
         ServerConfig::new(capabilities)
-            .with_server_info(
-                Implementation::new("woollama", env!("CARGO_PKG_VERSION")).with_title("woollama"),
-            )
+            .with_server_info(implementation())
             .with_instructions(instructions(&self.state().tools.snapshot()))
     }
 

@@ -108,11 +108,6 @@ pub struct Retry {
 }
 
 impl Retry {
-    /// Whether the request is a retry at all.
-    pub fn is_empty(&self) -> bool {
-        self.input_responses.is_none() && self.request_state.is_none()
-    }
-
     /// Sets the answers and the state on a request that can carry them.
     fn apply(self, request: &mut ClientRequest) {
         let (responses, state) = (self.input_responses, self.request_state);
@@ -350,6 +345,12 @@ impl Downstream {
         let live = self.live()?;
         let deadline = Instant::now() + timeout;
         let expired = || Error::Timeout { after: timeout };
+        if !live.modern {
+            // An older server asks with requests of its own, during the one
+            // exchange; the request is not copied for rounds it never has
+            // (its arguments may be large).
+            return self.once(request, &live, caller, deadline, timeout).await;
+        }
         for round in 1..=MAX_ROUNDS {
             let result = self
                 .once(request.clone(), &live, caller.clone(), deadline, timeout)
