@@ -195,7 +195,7 @@ fn check_config(env: &Env, connect: bool) -> ExitCode {
 /// when a server could not be reached.
 fn probe_servers(config: &config::Config, env: &Env) -> bool {
     use crate::tools::Health;
-    let Some(runtime) = runtime() else {
+    let Some(runtime) = runtime(config.settings.worker_threads) else {
         return false;
     };
     runtime.block_on(async {
@@ -287,11 +287,21 @@ fn load_or_refuse(env: &Env) -> Option<config::Config> {
     Some(loaded.config)
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+/// The async runtime for a command that serves: `threads` workers
+/// (`WOOLLAMA_WORKER_THREADS`, by default one per core this process may run
+/// on), or, for one, a runtime on the calling thread itself: with a single
+/// core a work-stealing scheduler only adds its queues and wake-ups (the
+/// pass-through's instructions per request, measured with `bench/profile`,
+/// in `docs/performance.md`).
+fn runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    match builder.enable_all().build() {
         Ok(r) => Some(r),
         Err(e) => {
             eprintln!("woollama: cannot start the async runtime: {e}");
@@ -309,7 +319,7 @@ fn mcp_command(env: &Env) -> ExitCode {
     let Some(config) = load_or_refuse(env) else {
         return ExitCode::from(1);
     };
-    let Some(runtime) = runtime() else {
+    let Some(runtime) = runtime(config.settings.worker_threads) else {
         return ExitCode::from(1);
     };
     let result = runtime.block_on(async {
@@ -351,7 +361,7 @@ fn serve_command(env: &Env, json_logs: bool) -> ExitCode {
     let Some(config) = load_or_refuse(env) else {
         return ExitCode::from(1);
     };
-    let Some(runtime) = runtime() else {
+    let Some(runtime) = runtime(config.settings.worker_threads) else {
         return ExitCode::from(1);
     };
     let result = runtime.block_on(serve::run(

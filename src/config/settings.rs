@@ -148,6 +148,18 @@ pub struct Settings {
     /// `inferencers.toml` entry sets them.
     pub upstream_first_byte: Option<Duration>,
     pub upstream_idle: Option<Duration>,
+    /// `WOOLLAMA_WORKER_THREADS`: the threads that serve requests; by
+    /// default as many as the cores this process may run on. One means a
+    /// single-threaded runtime (no work stealing, no cross-thread wake-ups).
+    pub worker_threads: usize,
+}
+
+/// The most `WOOLLAMA_WORKER_THREADS` may ask for.
+const MAX_WORKER_THREADS: usize = 1024;
+
+/// The cores this process may run on (its CPU affinity and cgroup quota).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Settings {
@@ -213,6 +225,24 @@ impl Settings {
                 true
             }
         };
+        let worker_threads = match env.non_empty("WOOLLAMA_WORKER_THREADS").map(str::trim) {
+            None => cores(),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_WORKER_THREADS).contains(&n) => n,
+                _ => {
+                    diags.fatal(
+                        FILE,
+                        &KeyPath::root().key("WOOLLAMA_WORKER_THREADS"),
+                        format!(
+                            "{v:?} is not a number of threads from 1 to {MAX_WORKER_THREADS} \
+                             (leave it unset for one per core, {} here)",
+                            cores()
+                        ),
+                    );
+                    cores()
+                }
+            },
+        };
         let (address, address_explicit) = match env.get("WOOLLAMA_ADDRESS") {
             Some(raw) if !raw.trim().is_empty() => match parse_address(raw) {
                 Ok(t) => (t, true),
@@ -246,6 +276,7 @@ impl Settings {
             body_timeout,
             upstream_first_byte,
             upstream_idle,
+            worker_threads,
         }
     }
 
@@ -337,5 +368,30 @@ mod tests {
         assert_eq!(s.runtime_dir, PathBuf::from("/tmp"));
         assert!(s.token.is_none());
         assert_eq!(s.mcp_call_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_cores_and_refuse_nonsense() {
+        let mut d = Diagnostics::default();
+        let s = Settings::from_env(&Env::from_pairs([("HOME", "/h")]), &mut d);
+        assert_eq!(s.worker_threads, cores());
+        let s = Settings::from_env(
+            &Env::from_pairs([("WOOLLAMA_WORKER_THREADS", " 1 ")]),
+            &mut d,
+        );
+        assert_eq!(s.worker_threads, 1);
+        assert!(!d.has_fatal());
+        for bad in ["0", "two", "-1", "1025"] {
+            let mut d = Diagnostics::default();
+            let s =
+                Settings::from_env(&Env::from_pairs([("WOOLLAMA_WORKER_THREADS", bad)]), &mut d);
+            let msgs: Vec<String> = d.iter().map(ToString::to_string).collect();
+            assert_eq!(msgs.len(), 1, "{bad}: {msgs:?}");
+            assert!(
+                msgs[0].contains("WOOLLAMA_WORKER_THREADS") && msgs[0].contains("from 1 to 1024"),
+                "{msgs:?}"
+            );
+            assert_eq!(s.worker_threads, cores());
+        }
     }
 }

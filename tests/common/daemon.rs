@@ -46,6 +46,10 @@ pub fn command(d: &Dirs, args: &[&str]) -> Command {
         .env("XDG_RUNTIME_DIR", &d.run)
         .env("WOOLLAMA_CONFIG_DIR", &d.config)
         .env("RUST_LOG", "info")
+        // The single-threaded runtime a one-core machine gets (and the
+        // benchmark measures); `woollama mcp` in the other tests keeps the
+        // default, one worker per core, so both are exercised.
+        .env("WOOLLAMA_WORKER_THREADS", "1")
         .stdin(Stdio::null());
     c
 }
