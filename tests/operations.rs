@@ -262,3 +262,58 @@ fn status_tells_what_the_daemon_runs() {
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(err.contains("no woollama daemon answers at"), "{err}");
 }
+
+/// A busy daemon writes its log a batch at a time: every request still
+/// leaves its line, whole, and what is held when it stops is written before
+/// it exits (the last line is `stopped`, after every access line).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_daemon_logs_every_request_whole_and_the_rest_before_it_exits() {
+    const N: usize = 400;
+    let d = daemon::dirs();
+    let mut c = daemon::command(&d, &[]);
+    c.env("RUST_LOG", "warn,woollama=info");
+    let mut daemon = Daemon::start(c).expect("daemon");
+    let client = woollama::inference::build_client().expect("client");
+    let base = daemon.base.clone();
+    let mut sent = tokio::task::JoinSet::new();
+    for lane in 0..16 {
+        let client = client.clone();
+        let base = base.clone();
+        sent.spawn(async move {
+            for i in (lane..N).step_by(16) {
+                let r = client
+                    .get(format!("{base}/v1/nothing/{i}"))
+                    .send()
+                    .await
+                    .expect("send");
+                assert_eq!(r.status(), StatusCode::NOT_FOUND);
+            }
+        });
+    }
+    while let Some(r) = sent.join_next().await {
+        r.expect("lane");
+    }
+    daemon.signal("-TERM");
+    assert!(daemon.wait_exit().success(), "{}", daemon.log());
+    daemon.wait_logged(|log| log.iter().any(|l| l.ends_with(" stopped")));
+    let log = daemon.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let mut seen = vec![false; N];
+    for l in lines.iter().filter(|l| l.contains("woollama::access")) {
+        let i: usize = l
+            .split("GET /v1/nothing/")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("not a whole access line: {l:?}"));
+        assert!(l.contains(" 404 ") && l.starts_with("20"), "{l:?}");
+        assert!(!seen[i], "request {i} logged twice");
+        seen[i] = true;
+    }
+    let missing: Vec<usize> = (0..N).filter(|&i| !seen[i]).collect();
+    assert!(missing.is_empty(), "no access line for {missing:?}");
+    assert!(
+        lines.last().is_some_and(|l| l.ends_with(" stopped")),
+        "the log does not end with `stopped`:\n{log}"
+    );
+}

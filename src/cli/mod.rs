@@ -4,9 +4,9 @@
 //! `--help` and `--version` are answered by clap before anything else runs:
 //! no config is read and no runtime directory is touched.
 
+mod logs;
 mod status;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -92,9 +92,9 @@ pub fn main() -> ExitCode {
     // into woollama's, so by default it says only what is worth relaying.
     let default_filter = match cli.command {
         Some(Command::ExampleServer { .. }) => "warn",
-        _ => DEFAULT_LOG,
+        _ => logs::DEFAULT_LOG,
     };
-    init_logging(cli.log_format, &env, default_filter);
+    logs::init(cli.log_format, &env, default_filter);
     crate::http::access::json_logs(cli.log_format == LogFormat::Json);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve_command(&env, cli.log_format == LogFormat::Json),
@@ -121,28 +121,6 @@ fn captured_env() -> Env {
         Ok(p) => env.with("WOOLLAMA_EXE", p.to_string_lossy()),
         Err(_) => env,
     }
-}
-
-/// woollama's own events at info, its libraries' at warn (rmcp's session
-/// dumps and per-notification lines are for debugging). `RUST_LOG` replaces it.
-const DEFAULT_LOG: &str = "warn,woollama=info";
-
-fn init_logging(format: LogFormat, env: &Env, default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = env
-        .non_empty("RUST_LOG")
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Err only if a subscriber is already set (embedding); keep theirs.
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-    };
 }
 
 /// Runs a bundled example MCP server on stdio. stdout is the JSON-RPC
@@ -322,6 +300,7 @@ fn mcp_command(env: &Env) -> ExitCode {
     let Some(runtime) = runtime(config.settings.worker_threads) else {
         return ExitCode::from(1);
     };
+    let batched = logs::Batched::on(&runtime);
     let result = runtime.block_on(async {
         let mut signals = serve::Signals::new(true).map_err(|e| e.to_string())?;
         let state = AppState::build(
@@ -348,6 +327,7 @@ fn mcp_command(env: &Env) -> ExitCode {
     // Everything that needed stopping has been stopped; what is left is
     // the blocked read of stdin after a signal, which nothing needs.
     runtime.shutdown_background();
+    drop(batched);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -364,6 +344,7 @@ fn serve_command(env: &Env, json_logs: bool) -> ExitCode {
     let Some(runtime) = runtime(config.settings.worker_threads) else {
         return ExitCode::from(1);
     };
+    let batched = logs::Batched::on(&runtime);
     let result = runtime.block_on(serve::run(
         Arc::new(config),
         env,
@@ -371,6 +352,7 @@ fn serve_command(env: &Env, json_logs: bool) -> ExitCode {
         json_logs,
     ));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    drop(batched);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
