@@ -61,6 +61,7 @@ pub mod examples;
 pub mod guard;
 pub mod http;
 pub mod inference;
+pub mod logging;
 pub mod mcp_surface;
 pub mod metrics;
 pub mod orchestrate;

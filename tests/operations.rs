@@ -208,6 +208,26 @@ async fn the_access_log_is_one_line_per_request_and_never_a_secret() {
         "WOOLLAMA_ACCESS_LOG=0 still logged:\n{}",
         daemon.log()
     );
+
+    // RUST_LOG decides by target, as for any other line.
+    let mut c = daemon::command(&d, &[]);
+    c.env("RUST_LOG", "info,woollama::access=off")
+        .env("XDG_RUNTIME_DIR", d.run.join("filtered"));
+    let mut filtered = Daemon::start(c).expect("filtered daemon");
+    let r = client
+        .get(format!("{}/v1/models", filtered.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    filtered.signal("-TERM");
+    assert!(filtered.wait_exit().success());
+    filtered.wait_logged(|log| log.iter().any(|l| l.ends_with(" stopped")));
+    assert!(
+        !filtered.log().contains("woollama::access"),
+        "RUST_LOG=woollama::access=off still logged:\n{}",
+        filtered.log()
+    );
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! `--help` and `--version` are answered by clap before anything else runs:
 //! no config is read and no runtime directory is touched.
 
-mod logs;
 mod status;
 
 use std::process::ExitCode;
@@ -14,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::AppState;
 use crate::config::{self, Env, Severity};
+use crate::logging;
 use crate::mcp_surface::McpSurface;
 use crate::serve;
 
@@ -92,9 +92,13 @@ pub fn main() -> ExitCode {
     // into woollama's, so by default it says only what is worth relaying.
     let default_filter = match cli.command {
         Some(Command::ExampleServer { .. }) => "warn",
-        _ => logs::DEFAULT_LOG,
+        _ => logging::DEFAULT_LOG,
     };
-    logs::init(cli.log_format, &env, default_filter);
+    let format = match cli.log_format {
+        LogFormat::Text => logging::Format::Text,
+        LogFormat::Json => logging::Format::Json,
+    };
+    logging::init(format, &env, default_filter);
     crate::http::access::json_logs(cli.log_format == LogFormat::Json);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve_command(&env, cli.log_format == LogFormat::Json),
@@ -300,7 +304,7 @@ fn mcp_command(env: &Env) -> ExitCode {
     let Some(runtime) = runtime(config.settings.worker_threads) else {
         return ExitCode::from(1);
     };
-    let batched = logs::Batched::on(&runtime);
+    let batched = logging::Batched::on(&runtime);
     let result = runtime.block_on(async {
         let mut signals = serve::Signals::new(true).map_err(|e| e.to_string())?;
         let state = AppState::build(
@@ -344,7 +348,7 @@ fn serve_command(env: &Env, json_logs: bool) -> ExitCode {
     let Some(runtime) = runtime(config.settings.worker_threads) else {
         return ExitCode::from(1);
     };
-    let batched = logs::Batched::on(&runtime);
+    let batched = logging::Batched::on(&runtime);
     let result = runtime.block_on(serve::run(
         Arc::new(config),
         env,

@@ -15,6 +15,7 @@
 //! header, a key, a query string or body content other than the model name a
 //! handler reports ([`Served`]).
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -257,31 +258,34 @@ impl Record {
         let ms = took.as_secs_f64() * 1000.0;
         let head_ms = self.head.as_secs_f64() * 1000.0;
         let (model, origin, upstream) = match &self.served {
-            Some(s) => (
-                shown(&s.model),
-                s.origin,
-                s.upstream.map(|u| u.to_string()).unwrap_or_default(),
-            ),
-            None => (String::new(), "woollama", String::new()),
+            Some(s) => (shown(&s.model), s.origin, s.upstream),
+            None => (Cow::Borrowed(""), "woollama", None),
         };
-        let mut line = format!(
-            "{} {} {} {ms:.1}ms",
-            self.method,
-            shown(&self.path),
-            self.status
-        );
-        if !model.is_empty() {
-            line.push_str(&format!(" model={model}"));
-        }
-        line.push_str(&format!(" origin={origin}"));
-        if !upstream.is_empty() {
-            line.push_str(&format!(" upstream={upstream}"));
-        }
-        if !complete {
-            line.push_str(" client_gone=true");
-        }
         if !JSON.load(Ordering::Relaxed) {
-            tracing::info!(target: "woollama::access", "{line}");
+            use std::fmt::Write as _;
+            let mut line = String::with_capacity(96 + model.len());
+            let _ = write!(
+                line,
+                "{} {} {} {ms:.1}ms",
+                self.method,
+                shown(&self.path),
+                self.status
+            );
+            if !model.is_empty() {
+                line.push_str(" model=");
+                line.push_str(&model);
+            }
+            line.push_str(" origin=");
+            line.push_str(origin);
+            if let Some(u) = upstream {
+                let _ = write!(line, " upstream={u}");
+            }
+            if !complete {
+                line.push_str(" client_gone=true");
+            }
+            if !crate::logging::access(&line) {
+                tracing::info!(target: "woollama::access", "{line}");
+            }
             return;
         }
         tracing::info!(
@@ -293,7 +297,7 @@ impl Record {
             head_ms = (head_ms * 10.0).round() / 10.0,
             model = %model,
             origin,
-            upstream = %upstream,
+            upstream = %upstream.map(|u| u.to_string()).unwrap_or_default(),
             complete,
             "request"
         );
@@ -302,17 +306,16 @@ impl Record {
 
 /// A value as it may appear in a log line: at most 200 characters, no
 /// control characters or spaces (which could forge a field or a line).
-fn shown(s: &str) -> String {
+fn shown(s: &str) -> Cow<'_, str> {
+    let plain = |c: char| !(c.is_control() || c.is_whitespace());
+    if s.len() <= 200 && s.chars().all(plain) {
+        return Cow::Borrowed(s);
+    }
     s.chars()
         .take(200)
-        .map(|c| {
-            if c.is_control() || c.is_whitespace() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+        .map(|c| if plain(c) { c } else { '_' })
+        .collect::<String>()
+        .into()
 }
 
 /// A body that reports its first frame and its end.
