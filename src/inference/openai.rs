@@ -182,7 +182,13 @@ async fn exchange<E: Into<Option<String>>>(
         .header(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match tokio::time::timeout(timeout, bounded::head(resp, ERROR_BODY_LIMIT)).await {
+    // Boxed: an error's rare path should not enlarge every call's future
+    // (it is moved whole into the boxes of the layers above).
+    let read = Box::pin(tokio::time::timeout(
+        timeout,
+        bounded::head(resp, ERROR_BODY_LIMIT),
+    ));
+    let body = match read.await {
         Ok(Ok(b)) => b,
         _ => Bytes::new(),
     };

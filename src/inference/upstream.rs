@@ -134,7 +134,9 @@ impl Fast {
                 },
             }
         }
-        let mut sender = connect(&authority).await?;
+        // Boxed: a new connection is the rare path, and its future would
+        // enlarge every call's (moved whole into the boxes above it).
+        let mut sender = Box::pin(connect(&authority)).await?;
         let resp = sender.send_request(req).await.map_err(|e| root_cause(&e))?;
         Ok(self.answered(resp, sender, authority, uri))
     }
