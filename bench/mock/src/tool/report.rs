@@ -488,6 +488,29 @@ fn checks(r: &Results) -> Vec<Check> {
         }),
     );
     push(
+        "p99 at c=64 ≤ nginx's",
+        c64.zip(n64).map(|((w, n), (x, xn))| {
+            (
+                format!("{} vs {} ms", ms(w.ms().p99), ms(x.ms().p99)),
+                w.ms().p99 <= x.ms().p99,
+                n.noisy || xn.noisy,
+            )
+        }),
+    );
+    push(
+        "stream TTFB p50 within 0.1 ms of direct (sequential)",
+        r.stream("woollama", 1)
+            .zip(r.stream("direct", 1))
+            .map(|((s, n), (d, dn))| {
+                let added = s.ttfb_ms.p50 - d.ttfb_ms.p50;
+                (
+                    format!("+{} ms", ms(added)),
+                    added <= 0.1,
+                    n.noisy || dn.noisy,
+                )
+            }),
+    );
+    push(
         "stream TTFB p50 ≤ 0.45 ms (sequential)",
         r.stream("woollama", 1).map(|(s, n)| {
             (
