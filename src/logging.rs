@@ -12,8 +12,9 @@
 //!
 //! Written at once, after whatever is buffered (the order is kept):
 //! warnings and errors, every line when no runtime is batching (before it
-//! starts, after it stops, the commands that do not serve), and a line that
-//! would take the buffer past [`MOST`]. What is buffered when the batching
+//! starts, after it stops, the commands that do not serve), a line that
+//! would take the buffer past [`MOST`], what woollama prints besides its log
+//! ([`print`]: the banner), and a panic's message. What is buffered when the batching
 //! stops ([`Batched`] dropped, also when unwinding) is written then.
 //!
 //! The access log's text line ([`access`]) is put together here rather than
@@ -216,6 +217,13 @@ fn urgent(level: Level) -> bool {
     level <= Level::WARN
 }
 
+/// Writes `text` to stderr now, after the log lines still waiting: for
+/// what woollama prints besides its log (the banner), so that it keeps its
+/// place among them.
+pub fn print(text: &str) {
+    SINK.lock().write_through(text.as_bytes());
+}
+
 /// Batching on `runtime` while this lives; dropped, it writes out what is
 /// left and lines go straight to stderr again.
 pub struct Batched(());
@@ -224,6 +232,14 @@ impl Batched {
     /// Starts batching the log on `runtime`.
     pub fn on(runtime: &tokio::runtime::Runtime) -> Self {
         SINK.lock().batching = true;
+        // A panic's message comes after the lines logged before it.
+        let earlier = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(mut state) = SINK.state.try_lock() {
+                state.write_through(&[]);
+            }
+            earlier(info);
+        }));
         runtime.spawn(async {
             loop {
                 SINK.wake.notified().await;

@@ -373,5 +373,7 @@ fn print_banner(addr: SocketAddr, socket: Option<&Path>, addr_file: Option<&Path
         "  auth:            none (loopback clients only; set WOOLLAMA_TOKEN to require a token)"
             .to_string()
     });
-    eprintln!("{}", lines.join("\n"));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    crate::logging::print(&text);
 }
