@@ -492,7 +492,7 @@ async fn a_full_disk_refuses_the_write_and_corrupts_nothing() {
     assert!(
         refusal.contains("No space left on device")
             && refusal.contains("the disk is full")
-            && refusal.contains(&state.join("conversations.json").display().to_string()),
+            && refusal.contains(&state.join("conversations.journal").display().to_string()),
         "{refusal}"
     );
     // Served: exactly what was made.
@@ -505,21 +505,23 @@ async fn a_full_disk_refuses_the_write_and_corrupts_nothing() {
         .filter_map(|c| c["id"].as_str())
         .collect();
     assert_eq!(listed, made);
-    // On disk: the same, whole, and nothing else.
+    // On disk: the same, whole (the line cut short by the full disk taken
+    // back), and nothing else.
     let names: Vec<String> = std::fs::read_dir(&state)
         .expect("state dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["conversations.json"]);
-    let table: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("conversations.json")).expect("read"))
-            .expect("the table on disk is whole JSON");
-    let on_disk: Vec<&str> = table["handles"]
-        .as_array()
-        .expect("handles")
-        .iter()
-        .filter_map(|h| h["id"].as_str())
-        .collect();
+    assert_eq!(names, ["conversations.journal"]);
+    let journal = std::fs::read(state.join("conversations.journal")).expect("read");
+    assert!(
+        journal.ends_with(b"\n"),
+        "a torn line was left in the journal"
+    );
+    let reopened = woollama::conversations::Table::open(&state).expect("the table reopens");
+    let page = reopened
+        .list(woollama::conversations::Order::Asc, None, 100)
+        .expect("list");
+    let on_disk: Vec<&str> = page.data.iter().map(|h| h.id.as_str()).collect();
     assert_eq!(on_disk, made);
     // Room again: writes go on.
     disk.grow("1m");

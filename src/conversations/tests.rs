@@ -39,12 +39,136 @@ fn handles_survive_a_restart_in_creation_order() {
         Err(Error::UnknownConversation(_))
     ));
 
-    // Private: the directory 0700, the file 0600, no temp file left.
-    let mode =
-        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    // Private: the directory 0700, the journal 0600, no temp file left.
     assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("conversations.journal")), 0o600);
+    assert_eq!(names(&dir), ["conversations.journal"]);
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn compacting(dir: &std::path::Path, after: usize) -> Table {
+    Table::with(Backend::File(
+        file::FileTable::open(dir)
+            .expect("open")
+            .compacting_after(after),
+    ))
+}
+
+fn ids(t: &Table) -> Vec<String> {
+    let page = t.list(Order::Asc, None, 1000).expect("list");
+    page.data.into_iter().map(|h| h.id).collect()
+}
+
+/// Each change costs the journal a line; once it holds more entries than
+/// the table has handles, the table is written whole and the journal
+/// emptied, and a restart reads both.
+#[test]
+fn the_journal_is_folded_into_the_table_and_both_are_read_again() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let dir = base.path();
+    let t = compacting(dir, 4);
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(t.create(Handle::new(None, None)).expect("create").0.id);
+    }
+    assert_eq!(names(dir), ["conversations.journal"]);
+    t.record_turn("resp_1", &made[0]).expect("turn");
+    t.update(&made[1], |h| h.title = Some("soup".into()))
+        .expect("update");
+    // Five entries > max(4, 3 handles): compacted.
+    assert_eq!(names(dir), ["conversations.journal", "conversations.json"]);
+    assert_eq!(
+        std::fs::metadata(dir.join("conversations.journal"))
+            .expect("meta")
+            .len(),
+        0
+    );
     assert_eq!(mode(&dir.join("conversations.json")), 0o600);
-    assert_eq!(std::fs::read_dir(&dir).expect("ls").count(), 1);
+    // A journal replayed over a table that already holds it: the same table.
+    let journal_before = {
+        let again = compacting(dir, 4);
+        again.delete(&made[2]).expect("delete");
+        made.pop();
+        again
+            .update(&made[0], |h| h.title = Some("bread".into()))
+            .expect("update");
+        again.record_turn("resp_0", &made[0]).expect("turn");
+        std::fs::read(dir.join("conversations.journal")).expect("read")
+    };
+    let t = compacting(dir, 1);
+    t.record_turn("resp_2", &made[1]).expect("turn");
+    // Four entries > max(1, 2 handles): compacted again.
+    assert_eq!(
+        std::fs::metadata(dir.join("conversations.journal"))
+            .expect("meta")
+            .len(),
+        0
+    );
+    std::fs::write(dir.join("conversations.journal"), &journal_before).expect("put back");
+    let again = table(dir);
+    assert_eq!(ids(&again), made);
+    assert_eq!(
+        again.get(&made[1]).expect("get").title.as_deref(),
+        Some("soup")
+    );
+    assert_eq!(
+        again.get(&made[0]).expect("get").title.as_deref(),
+        Some("bread")
+    );
+    assert_eq!(again.conversation_of("resp_0").expect("resp_0").id, made[0]);
+    assert_eq!(again.conversation_of("resp_1").expect("resp_1").id, made[0]);
+    assert_eq!(again.conversation_of("resp_2").expect("resp_2").id, made[1]);
+}
+
+/// A last journal line a crash cut short was never acknowledged: it is
+/// dropped (and taken off the file); a broken line before the end is a
+/// corrupt table, named; a symlink in the journal's place is refused.
+#[test]
+fn a_cut_short_journal_line_is_dropped_a_broken_one_named() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let dir = base.path();
+    let t = table(dir);
+    let (h, _) = t.create(Handle::new(None, None)).expect("create");
+    let journal = dir.join("conversations.journal");
+    let whole = std::fs::read(&journal).expect("read");
+    let mut cut = whole.clone();
+    cut.extend_from_slice(br#"{"put":{"id":"conv_half"#);
+    std::fs::write(&journal, &cut).expect("write");
+    let again = table(dir);
+    assert_eq!(ids(&again), [h.id.as_str()]);
+    assert_eq!(std::fs::read(&journal).expect("read"), whole);
+    // The next change follows on a whole line.
+    let (h2, _) = again.create(Handle::new(None, None)).expect("create");
+    assert_eq!(ids(&table(dir)), [h.id.as_str(), h2.id.as_str()]);
+
+    let mut broken = b"{not json}\n".to_vec();
+    broken.extend_from_slice(&whole);
+    std::fs::write(&journal, &broken).expect("write");
+    let e = Table::open(dir).expect_err("corrupt");
+    assert!(
+        matches!(&e, Error::Corrupt { path, .. } if path == &journal)
+            && e.to_string().contains("line 1"),
+        "{e}"
+    );
+
+    let other = tempfile::tempdir().expect("tempdir");
+    let elsewhere = other.path().join("elsewhere");
+    std::fs::write(&elsewhere, "").expect("write");
+    std::fs::remove_file(&journal).expect("rm");
+    std::os::unix::fs::symlink(&elsewhere, &journal).expect("symlink");
+    assert!(matches!(Table::open(dir), Err(Error::Storage { .. })));
 }
 
 #[test]
