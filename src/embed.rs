@@ -36,7 +36,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,12 +142,8 @@ impl Woollama {
         let state = self.live.load();
         state.listening_on(addr);
         let (app, _) = crate::serve::routers(&self.live);
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
-        .await
+        crate::serve::conn::serve(listener, app, state.shutdown.clone()).await;
+        Ok(())
     }
 
     /// Runs recipe `name` on one user message.

@@ -9,11 +9,10 @@
 //! signal cuts it short), stops every MCP downstream (children reaped), then
 //! removes the socket and address file if they are still ours.
 
+pub mod conn;
 pub mod reload;
 pub mod socket;
 
-use axum::serve::ListenerExt as _;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -163,16 +162,7 @@ pub async fn delegates_only(live: &Live) -> Result<(), Error> {
     state.listening_on(bound);
     tracing::debug!(%bound, "serving /mcp to delegates");
     let shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
-        let serve = axum::serve(
-            tcp,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::warn!("the delegates' /mcp listener failed: {e}");
-        }
-    });
+    tokio::spawn(conn::serve(tcp, app, shutdown));
     Ok(())
 }
 
@@ -182,30 +172,13 @@ fn spawn_servers(
     live: &Live,
     tcp: TcpListener,
     unix: Option<(tokio::net::UnixListener, socket::SocketGuard)>,
-) -> (JoinSet<std::io::Result<()>>, Option<socket::SocketGuard>) {
+) -> (JoinSet<()>, Option<socket::SocketGuard>) {
     let (tcp_app, unix_app) = routers(live);
     let shutdown = &live.load().shutdown;
     let mut servers = JoinSet::new();
-    servers.spawn(
-        axum::serve(
-            // Without TCP_NODELAY a response written in pieces (SSE, MCP's
-            // Streamable HTTP) waits out the peer's delayed ACK: ~40 ms.
-            tcp.tap_io(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!("cannot set TCP_NODELAY: {e}");
-                }
-            }),
-            tcp_app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future(),
-    );
+    servers.spawn(conn::serve(tcp, tcp_app, shutdown.clone()));
     let guard = unix.map(|(listener, guard)| {
-        servers.spawn(
-            axum::serve(listener, unix_app.into_make_service())
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
-        );
+        servers.spawn(conn::serve(listener, unix_app, shutdown.clone()));
         guard
     });
     (servers, guard)

@@ -128,13 +128,11 @@ impl Setup {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         state.listening_on(addr);
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
+        tokio::spawn(woollama::serve::conn::serve(
+            listener,
+            app,
+            tokio_util::sync::CancellationToken::new(),
+        ));
         TestApp {
             addr,
             client: build_client().expect("client"),
