@@ -83,14 +83,20 @@ pub fn access(line: &str) -> bool {
         return false;
     }
     if tracing::enabled!(target: "woollama::access", Level::INFO) {
-        let mut out = Vec::with_capacity(line.len() + 56);
-        out.extend_from_slice(&rfc3339_micros(std::time::SystemTime::now()));
-        out.extend_from_slice(b"  INFO woollama::access: ");
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
+        let out = access_line(std::time::SystemTime::now(), line);
         let _ = Line { urgent: false }.write(&out);
     }
     true
+}
+
+/// The access log's text line at `now`, as the `tracing` formatter writes it.
+fn access_line(now: std::time::SystemTime, line: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len() + 56);
+    out.extend_from_slice(&rfc3339_micros(now));
+    out.extend_from_slice(b"  INFO woollama::access: ");
+    out.extend_from_slice(line.as_bytes());
+    out.push(b'\n');
+    out
 }
 
 /// `t` as the `tracing` formatter writes a time: UTC, to the microsecond
@@ -235,7 +241,13 @@ impl Batched {
         // A panic's message comes after the lines logged before it.
         let earlier = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if let Ok(mut state) = SINK.state.try_lock() {
+            // Not if the panic is this thread's, holding the sink.
+            let state = match SINK.state.try_lock() {
+                Ok(state) => Some(state),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut state) = state {
                 state.write_through(&[]);
             }
             earlier(info);
@@ -277,6 +289,56 @@ mod tests {
         assert_eq!(at(951_868_799, 999_999), "2000-02-29T23:59:59.999999Z");
         assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
         assert_eq!(at(253_402_300_799, 0), "9999-12-31T23:59:59.000000Z");
+    }
+
+    /// The line written here is the one `tracing`'s formatter writes, but
+    /// for the time (taken apart).
+    #[test]
+    fn the_access_line_is_the_tracing_formatters() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("lock").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let line =
+            "POST /v1/chat/completions 200 12.3ms model=ollama/qwen3 origin=relayed upstream=200";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "woollama::access", "{line}");
+        });
+        let theirs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
+        let ours =
+            String::from_utf8(access_line(std::time::SystemTime::now(), line)).expect("utf8");
+        assert_eq!(theirs.len(), ours.len(), "{theirs:?} / {ours:?}");
+        assert_eq!(theirs[27..], ours[27..]);
+        for s in [&theirs, &ours] {
+            assert!(
+                s.as_bytes()[..27]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| match i {
+                        4 | 7 => b == b'-',
+                        10 => b == b'T',
+                        13 | 16 => b == b':',
+                        19 => b == b'.',
+                        26 => b == b'Z',
+                        _ => b.is_ascii_digit(),
+                    }),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

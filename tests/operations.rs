@@ -291,7 +291,9 @@ async fn a_busy_daemon_logs_every_request_whole_and_the_rest_before_it_exits() {
     const N: usize = 400;
     let d = daemon::dirs();
     let mut c = daemon::command(&d, &[]);
-    c.env("RUST_LOG", "warn,woollama=info");
+    // Two workers: lines logged on both threads at once.
+    c.env("RUST_LOG", "warn,woollama=info")
+        .env("WOOLLAMA_WORKER_THREADS", "2");
     let mut daemon = Daemon::start(c).expect("daemon");
     let client = woollama::inference::build_client().expect("client");
     let base = daemon.base.clone();

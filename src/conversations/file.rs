@@ -17,7 +17,10 @@
 //! table, so a crash between the two loses nothing; a journal line that a
 //! crash left half-written was never acknowledged and is dropped. A reader,
 //! a restart or a `kill -9` sees the last acknowledged change, never half of
-//! one. Neither path is followed through a symlink. (The writes are
+//! one. (One exception: a change whose flush failed and whose bytes could
+//! not be taken back off the journal is refused, yet a restart may find it.)
+//! Neither path is followed through a symlink, nor opened if it is not a
+//! regular file. (The writes are
 //! blocking I/O: the routes call the table from `spawn_blocking`.) A state
 //! dir woollama creates is 0700; an existing one keeps its mode.
 
@@ -112,9 +115,13 @@ struct Inner {
     state: State,
     /// The journal's entries.
     entries: usize,
-    /// A failed append left bytes that could not be taken back: the table
-    /// must be written whole before the journal is appended to again.
+    /// The journal may end in bytes that are not a whole entry (a failed
+    /// append that could not be taken back, a crash): the table must be
+    /// written whole before the journal is appended to again.
     torn: bool,
+    /// After a failed compaction, the journal's entries at which to try
+    /// again (not at every change while the disk is full).
+    retry_at: usize,
 }
 
 fn storage(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -143,26 +150,30 @@ impl FileTable {
                 detail: e.to_string(),
             })?,
         };
-        let mut entries = 0;
+        let (mut entries, mut torn) = (0, false);
         if let Some(text) = regular(&journal_path)? {
-            // Whole lines only: a last line without its newline was cut
-            // short by a crash, never acknowledged; it is taken off.
-            let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            for (n, line) in text[..whole].split(|&b| b == b'\n').enumerate() {
-                if line.is_empty() {
-                    continue;
+            let lines: Vec<&[u8]> = text
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            for (n, line) in lines.iter().enumerate() {
+                match serde_json::from_slice::<Entry>(line) {
+                    Ok(entry) => {
+                        state.apply(entry);
+                        entries += 1;
+                    }
+                    // The last line, cut short or garbled by a crash, was
+                    // never acknowledged: dropped. Nothing is written here
+                    // (another process may be appending); the next change
+                    // writes the table whole first.
+                    Err(_) if n + 1 == lines.len() => torn = true,
+                    Err(e) => {
+                        return Err(Error::Corrupt {
+                            path: journal_path.clone(),
+                            detail: format!("line {}: {e}", n + 1),
+                        });
+                    }
                 }
-                let entry: Entry = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
-                    path: journal_path.clone(),
-                    detail: format!("line {}: {e}", n + 1),
-                })?;
-                state.apply(entry);
-                entries += 1;
-            }
-            if whole < text.len() {
-                open_journal(&journal_path)
-                    .and_then(|f| f.set_len(whole as u64))
-                    .map_err(storage("repair", &journal_path))?;
             }
         }
         Ok(Self {
@@ -171,7 +182,8 @@ impl FileTable {
             inner: Arc::new(Mutex::new(Inner {
                 state,
                 entries,
-                torn: false,
+                torn,
+                retry_at: 0,
             })),
             compact_after: COMPACT_AFTER,
         })
@@ -207,10 +219,11 @@ impl FileTable {
                 .open(&tmp)?;
             f.write_all(&bytes)?;
             // Flushed before the rename: after a power loss the table is the
-            // old one or the new one, never an empty file. (The directory is
-            // not flushed: at worst the last change is lost, never the table.)
+            // old one or the new one, never an empty file; and the rename is
+            // flushed (the directory) before the journal is emptied.
             f.sync_all()?;
-            fs::rename(&tmp, &self.path)
+            fs::rename(&tmp, &self.path)?;
+            sync_dir(dir)
         })();
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -246,10 +259,13 @@ impl FileTable {
         for e in entries {
             inner.state.apply(e);
         }
-        if inner.entries > self.compact_after.max(inner.state.handles.len()) {
+        if inner.entries > self.compact_after.max(inner.state.handles.len())
+            && inner.entries >= inner.retry_at
+        {
             // The change is on disk already; a failed compaction is tried
-            // again at the next change.
+            // again after as many changes again.
             if let Err(e) = self.compact(&mut inner) {
+                inner.retry_at = inner.entries + self.compact_after;
                 tracing::warn!("{e}; the journal keeps every change until it can be");
             }
         }
@@ -263,8 +279,19 @@ impl FileTable {
     fn append(&self, inner: &mut Inner, bytes: &[u8]) -> Result<(), Error> {
         let path = &self.journal_path;
         let mut f = open_journal(path).map_err(storage("write", path))?;
-        let before = f.metadata().map_err(storage("write", path))?.len();
-        if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_data()) {
+        let meta = f.metadata().map_err(storage("write", path))?;
+        if !meta.file_type().is_file() {
+            return Err(storage("write", path)(std::io::Error::other(
+                "it is not a regular file",
+            )));
+        }
+        let before = meta.len();
+        let mut written = f.write_all(bytes).and_then(|()| f.sync_data());
+        if written.is_ok() && before == 0 {
+            // A journal just made: its name reaches the disk too.
+            written = sync_dir(path.parent().unwrap_or(Path::new(".")));
+        }
+        if let Err(e) = written {
             if f.set_len(before).is_err() {
                 inner.torn = true;
             }
@@ -284,6 +311,7 @@ impl FileTable {
             .map_err(storage("write", &self.journal_path))?;
         inner.entries = 0;
         inner.torn = false;
+        inner.retry_at = 0;
         Ok(())
     }
 
@@ -398,6 +426,12 @@ fn open_journal(path: &Path) -> std::io::Result<fs::File> {
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        // A FIFO put there would block the open (and the table) for good.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
+}
+
+/// Flushes `dir`'s entries (a rename, a new file) to disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }

@@ -7,9 +7,10 @@
 //! timestamps — and which conversation each response id belongs to, so that
 //! `previous_response_id` resolves.
 //!
-//! The table is durable by default: a file under the state dir (`file`),
-//! written atomically with mode 0600, that survives a restart and a
-//! `kill -9` mid-write. Listings are ordered by creation; ids are stable.
+//! The table is durable by default: files under the state dir (`file`:
+//! the table and a journal of its latest changes, mode 0600), every
+//! answered change flushed to disk, surviving a restart and a `kill -9`
+//! mid-write. Listings are ordered by creation; ids are stable.
 //! The table is an enum over its implementations (the file now; Redis, for
 //! instances that share conversations, beside it), so callers never see
 //! which one runs.
@@ -221,7 +222,8 @@ impl Table {
         }
     }
 
-    /// The durable default: `<state dir>/conversations.json`.
+    /// The durable default: `<state dir>/conversations.json` and
+    /// `conversations.journal`.
     pub fn open(state_dir: &std::path::Path) -> Result<Self, Error> {
         Ok(Table::with(Backend::File(FileTable::open(state_dir)?)))
     }

@@ -132,9 +132,11 @@ fn the_journal_is_folded_into_the_table_and_both_are_read_again() {
     assert_eq!(again.conversation_of("resp_2").expect("resp_2").id, made[1]);
 }
 
-/// A last journal line a crash cut short was never acknowledged: it is
-/// dropped (and taken off the file); a broken line before the end is a
-/// corrupt table, named; a symlink in the journal's place is refused.
+/// A last journal line a crash cut short (or garbled) was never
+/// acknowledged: it is dropped, and nothing is written on opening (another
+/// process may be appending); the next change writes the table whole
+/// first. A broken line before the end is a corrupt table, named; a
+/// symlink in the journal's place is refused.
 #[test]
 fn a_cut_short_journal_line_is_dropped_a_broken_one_named() {
     let base = tempfile::tempdir().expect("tempdir");
@@ -143,14 +145,18 @@ fn a_cut_short_journal_line_is_dropped_a_broken_one_named() {
     let (h, _) = t.create(Handle::new(None, None)).expect("create");
     let journal = dir.join("conversations.journal");
     let whole = std::fs::read(&journal).expect("read");
-    let mut cut = whole.clone();
-    cut.extend_from_slice(br#"{"put":{"id":"conv_half"#);
-    std::fs::write(&journal, &cut).expect("write");
+    for tail in [&br#"{"put":{"id":"conv_half"#[..], b"{\0\0\0\0\n"] {
+        let mut cut = whole.clone();
+        cut.extend_from_slice(tail);
+        std::fs::write(&journal, &cut).expect("write");
+        let again = table(dir);
+        assert_eq!(ids(&again), [h.id.as_str()]);
+        assert_eq!(std::fs::read(&journal).expect("read"), cut, "opening wrote");
+    }
+    // The next change follows the table written whole.
     let again = table(dir);
-    assert_eq!(ids(&again), [h.id.as_str()]);
-    assert_eq!(std::fs::read(&journal).expect("read"), whole);
-    // The next change follows on a whole line.
     let (h2, _) = again.create(Handle::new(None, None)).expect("create");
+    assert_eq!(names(dir), ["conversations.journal", "conversations.json"]);
     assert_eq!(ids(&table(dir)), [h.id.as_str(), h2.id.as_str()]);
 
     let mut broken = b"{not json}\n".to_vec();
@@ -169,6 +175,46 @@ fn a_cut_short_journal_line_is_dropped_a_broken_one_named() {
     std::fs::remove_file(&journal).expect("rm");
     std::os::unix::fs::symlink(&elsewhere, &journal).expect("symlink");
     assert!(matches!(Table::open(dir), Err(Error::Storage { .. })));
+}
+
+/// A symlink put in the journal's place while the table is open is not
+/// written through: the change is refused, naming the journal.
+#[test]
+fn a_symlink_put_in_the_journals_place_is_not_written_through() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let dir = base.path().join("state");
+    let t = table(&dir);
+    t.create(Handle::new(None, None)).expect("create");
+    let journal = dir.join("conversations.journal");
+    let elsewhere = base.path().join("elsewhere");
+    std::fs::write(&elsewhere, "").expect("write");
+    std::fs::remove_file(&journal).expect("rm");
+    std::os::unix::fs::symlink(&elsewhere, &journal).expect("symlink");
+    let refused = t.create(Handle::new(None, None));
+    assert!(
+        matches!(&refused, Err(Error::Storage { what: "write", path, .. }) if path == &journal),
+        "{refused:?}"
+    );
+    assert_eq!(std::fs::read(&elsewhere).expect("read"), b"");
+    assert_eq!(ids(&t).len(), 1);
+}
+
+/// A table that cannot be written whole (a directory in its place) keeps
+/// every change in the journal: changes are still made, and a restart
+/// reads them all.
+#[test]
+fn a_failed_compaction_loses_nothing() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let dir = base.path();
+    let t = compacting(dir, 2);
+    std::fs::create_dir(dir.join("conversations.json")).expect("mkdir");
+    std::fs::create_dir(dir.join("conversations.json").join("x")).expect("mkdir");
+    let mut made = Vec::new();
+    for _ in 0..6 {
+        made.push(t.create(Handle::new(None, None)).expect("create").0.id);
+    }
+    std::fs::remove_dir_all(dir.join("conversations.json")).expect("rmdir");
+    assert_eq!(ids(&table(dir)), made);
 }
 
 #[test]
