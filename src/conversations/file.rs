@@ -243,7 +243,7 @@ impl FileTable {
         if entries.is_empty() {
             return Ok(out); // nothing changed: nothing to write
         }
-        if inner.torn {
+        if inner.torn || self.lost(&inner.state) {
             self.compact(&mut inner)?;
         }
         let mut line = Vec::with_capacity(256);
@@ -270,6 +270,16 @@ impl FileTable {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the files lost what memory holds: no table and no journal on
+    /// disk, yet handles in memory (the state dir was replaced by an empty
+    /// one). A journal started there would make a restart find only what
+    /// came after; the table is written whole first.
+    fn lost(&self, state: &State) -> bool {
+        !state.handles.is_empty()
+            && fs::symlink_metadata(&self.path).is_err()
+            && fs::symlink_metadata(&self.journal_path).map_or(true, |m| m.len() == 0)
     }
 
     /// Appends `bytes` to the journal and flushes them to disk. A failure

@@ -199,6 +199,24 @@ fn a_symlink_put_in_the_journals_place_is_not_written_through() {
     assert_eq!(ids(&t).len(), 1);
 }
 
+/// A state dir replaced by an empty one while the table is open: the next
+/// change writes the table whole before its journal line, so a restart
+/// finds every conversation, not only the ones made after.
+#[test]
+fn a_state_dir_replaced_by_an_empty_one_gets_the_whole_table() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let dir = base.path().join("state");
+    let t = table(&dir);
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        made.push(t.create(Handle::new(None, None)).expect("create").0.id);
+    }
+    std::fs::remove_dir_all(&dir).expect("rm");
+    std::fs::create_dir(&dir).expect("mkdir");
+    made.push(t.create(Handle::new(None, None)).expect("create").0.id);
+    assert_eq!(ids(&table(&dir)), made);
+}
+
 /// A table that cannot be written whole (a directory in its place) keeps
 /// every change in the journal: changes are still made, and a restart
 /// reads them all.
